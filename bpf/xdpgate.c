@@ -1,0 +1,567 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* xdpgate.c - the XDP program: parse -> flow -> class -> decide -> exit.
+ *
+ * Decision order for a packet:
+ *   1. frames that are not IP, or malformed: the policy's unparsed action;
+ *      non-first fragments (no ports): the fragment action.
+ *   2. the flow entry (created on the first packet; an expectation from SDP may
+ *      label it at once) is updated, a pending label is taken from the mailbox,
+ *      and the first packets of an unlabelled flow are sampled to the controller.
+ *   3. a controller verdict for the flow, when the policy puts flows first;
+ *      otherwise the rules, evaluated once per flow direction and policy
+ *      generation (the result is cached in the flow entry): each field value is
+ *      looked up once to a bitmap of the rules it satisfies, the bitmaps are
+ *      intersected and the lowest set bit is the first matching rule, so the cost
+ *      does not depend on the number of rules.
+ */
+#include <uapi/linux/bpf.h>
+
+#include "parse.h"
+#include "maps.h"
+#include "reject.h"
+
+/* Accounting. bcc rewrites map calls only in this file, so every map access is
+ * here and the headers hold maps-free code. Every packet leaves through xg_exit(). */
+static __always_inline void xg_count(void *map_lookup_result, __u64 bytes)
+{
+	struct xg_counter *c = map_lookup_result;
+	if (c) {
+		c->pkts++;
+		c->bytes += bytes;
+	}
+}
+
+static __always_inline void xg_event(__u32 ev)
+{
+	struct xg_counter *c = events.lookup(&ev);
+	if (c)
+		c->pkts++;
+}
+
+/* Record verdict and reason, return the XDP action. */
+static __always_inline int xg_exit(__u32 verdict, __u32 reason, __u64 bytes)
+{
+	__u32 idx = reason * XG_V_MAX + verdict;
+	xg_count(counters.lookup(&idx), bytes);
+	if (verdict == XG_V_DROP)
+		return XDP_DROP;
+	if (verdict == XG_V_TX)
+		return XDP_TX;
+	return XDP_PASS;
+}
+
+
+static __always_inline __u32 xg_ctz64(__u64 x)
+{
+	__u32 n = 0;
+	if (!(x & 0xffffffffULL)) {
+		n += 32;
+		x >>= 32;
+	}
+	if (!(x & 0xffff)) {
+		n += 16;
+		x >>= 16;
+	}
+	if (!(x & 0xff)) {
+		n += 8;
+		x >>= 8;
+	}
+	if (!(x & 0xf)) {
+		n += 4;
+		x >>= 4;
+	}
+	if (!(x & 0x3)) {
+		n += 2;
+		x >>= 2;
+	}
+	if (!(x & 0x1))
+		n += 1;
+	return n;
+}
+
+/* m &= (a | w); a or w may be missing (no bits). */
+static __always_inline void bits_and(struct xg_bits *m, struct xg_bits *a, struct xg_bits *w)
+{
+#pragma unroll
+	for (int i = 0; i < XG_RULE_WORDS; i++) {
+		__u64 v = 0;
+		if (a)
+			v |= a->w[i];
+		if (w)
+			v |= w->w[i];
+		m->w[i] &= v;
+	}
+}
+
+static __always_inline struct xg_bits *fb(__u32 bank, __u32 idx)
+{
+	__u32 k = bank * XG_FB_SIZE + idx;
+	return fieldbits.lookup(&k);
+}
+
+/* Address class of an address (0 when it is in no set). */
+static __always_inline __u32 addr_class(struct xg_scratch *sc, __u32 bank, __u32 *a)
+{
+	__u32 *v;
+	if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff)) {
+		struct xg_lpm4_key *k = &sc->k4;
+		k->prefixlen = 8 + 32;
+		k->bank = bank;
+		__builtin_memcpy(k->addr, &a[3], 4);
+		v = lpm4.lookup(k);
+	} else {
+		struct xg_lpm6_key *k = &sc->k6;
+		k->prefixlen = 8 + 128;
+		k->bank = bank;
+		__builtin_memcpy(k->addr, a, 16);
+		v = lpm6.lookup(k);
+	}
+	return v ? *v : 0;
+}
+
+static __always_inline struct xg_addrclass *addr_bits(struct xg_scratch *sc, __u32 bank, __u32 *a)
+{
+	__u32 c = addr_class(sc, bank, a);
+	if (c >= XG_ADDRCLASS_MAX)
+		c = 0;
+	__u32 k = bank * XG_ADDRCLASS_MAX + c;
+	return addrclass.lookup(&k);
+}
+
+static __always_inline struct xg_portbits *port_bits(__u32 bank, struct xg_pkt *p, int dst)
+{
+	__u32 port = XG_PORT_NONE;
+	if (p->has_ports)
+		port = bpf_ntohs(dst ? p->dport : p->sport);
+	__u32 k = bank * XG_PORT_SLOTS + port;
+	return portbits.lookup(&k);
+}
+
+/* First rule matching the packet in this direction, or XG_RULE_NONE. */
+static __always_inline __u32 xg_eval(struct xg_scratch *sc, __u32 bank, struct xg_flow *f)
+{
+	struct xg_pkt *p = &sc->p;
+	struct xg_bits *valid = fb(bank, XG_FB_WILD + XG_W_VALID);
+	if (!valid)
+		return XG_RULE_NONE;
+	sc->m = *valid;
+#define m (sc->m)
+#define either (sc->either)
+
+	bits_and(&m, fb(bank, XG_FB_PROTO + p->proto), fb(bank, XG_FB_WILD + XG_W_PROTO));
+
+	struct xg_portbits *sp = port_bits(bank, p, 0);
+	struct xg_portbits *dp = port_bits(bank, p, 1);
+	bits_and(&m, sp ? &sp->src : 0, fb(bank, XG_FB_WILD + XG_W_SPORT));
+	bits_and(&m, dp ? &dp->dst : 0, fb(bank, XG_FB_WILD + XG_W_DPORT));
+#pragma unroll
+	for (int i = 0; i < XG_RULE_WORDS; i++)
+		either.w[i] = (sp ? sp->any.w[i] : 0) | (dp ? dp->any.w[i] : 0);
+	bits_and(&m, &either, fb(bank, XG_FB_WILD + XG_W_APORT));
+
+	__u32 app = f ? f->app : 0, cat = f ? f->category : 0, call = f ? f->call : 0;
+	if (app >= XG_APP_MAX)
+		app = 0;
+	if (cat >= XG_CAT_MAX)
+		cat = 0;
+	if (call >= XG_CALL_MAX)
+		call = 0;
+	bits_and(&m, fb(bank, XG_FB_APP + app), fb(bank, XG_FB_WILD + XG_W_APP));
+	bits_and(&m, fb(bank, XG_FB_CAT + cat), fb(bank, XG_FB_WILD + XG_W_CAT));
+	bits_and(&m, fb(bank, XG_FB_CALL + call), fb(bank, XG_FB_WILD + XG_W_CALL));
+	__u32 tt = p->tun_type < XG_TUN_MAX ? p->tun_type : 0;
+	bits_and(&m, fb(bank, XG_FB_TUN + tt), fb(bank, XG_FB_WILD + XG_W_TUN));
+	struct xg_tunid_key tk = {.bank = bank, .tun_id = p->tun_id};
+	bits_and(&m, p->tun_type ? tunid.lookup(&tk) : 0, fb(bank, XG_FB_WILD + XG_W_TUNID));
+
+	struct xg_addrclass *sa = addr_bits(sc, bank, p->src);
+	struct xg_addrclass *da = addr_bits(sc, bank, p->dst);
+	if (!sa || !da)
+		return XG_RULE_NONE;
+	bits_and(&m, &sa->src, 0);
+	bits_and(&m, &da->dst, 0);
+#pragma unroll
+	for (int i = 0; i < XG_RULE_WORDS; i++)
+		either.w[i] = sa->any.w[i] | da->any.w[i];
+	bits_and(&m, &either, 0);
+	struct xg_addrclass *osa = sa, *oda = da;
+	if (p->tun_type) {
+		osa = addr_bits(sc, bank, p->osrc);
+		oda = addr_bits(sc, bank, p->odst);
+		if (!osa || !oda)
+			return XG_RULE_NONE;
+	}
+	bits_and(&m, &osa->osrc, 0);
+	bits_and(&m, &oda->odst, 0);
+
+#pragma unroll
+	for (int i = 0; i < XG_RULE_WORDS; i++) {
+		if (m.w[i])
+			return i * 64 + xg_ctz64(m.w[i]);
+	}
+	return XG_RULE_NONE;
+#undef m
+#undef either
+}
+
+/* Token bucket: 1 if the packet conforms. Tokens are kept scaled by 1e9. */
+static __always_inline int tb_take(struct xg_bucket *b, struct xg_rule *r, __u64 now, __u64 bytes)
+{
+	__u64 cost = (r->rl_unit == XG_RL_PPS ? 1 : bytes) * 1000000000ULL;
+	__u64 cap = r->rl_burst * 1000000000ULL;
+	__u64 el = now - b->last_ns;
+	if (b->last_ns == 0 || el > 1000000000ULL)
+		el = 1000000000ULL;
+	__u64 t = b->tokens + el * r->rl_rate;
+	if (t > cap)
+		t = cap;
+	b->last_ns = now;
+	if (t < cost) {
+		b->tokens = t;
+		return 0;
+	}
+	b->tokens = t - cost;
+	return 1;
+}
+
+static __always_inline void dim_count(__u32 idx, __u64 bytes)
+{
+	xg_count(dims.lookup(&idx), bytes);
+}
+
+static __always_inline void sample(struct xdp_md *ctx, struct xg_pkt *p, struct xg_flow_key *key,
+				   struct xg_flow *f, __u8 dir, __u64 now)
+{
+	struct xg_sample *s = samples.ringbuf_reserve(sizeof(struct xg_sample));
+	if (!s) {
+		f->flags |= XG_FF_SAMPLE_LOST;
+		xg_event(XG_E_SAMPLE_LOST);
+		return;
+	}
+	__u32 plen = ctx->data_end - ctx->data;
+	__u32 len = 0;
+	if (p->l3_off < plen)
+		len = plen - p->l3_off;
+	if (len > XG_SAMPLE_BYTES)
+		len = XG_SAMPLE_BYTES;
+	s->hdr.ts_ns = now;
+	s->hdr.key = *key;
+	s->hdr.ifindex = ctx->ingress_ifindex;
+	s->hdr.wire_len = p->ip_len;
+	s->hdr.dir = dir;
+	s->hdr.seq = f->nsampled;
+	__builtin_memcpy(s->hdr.outer_src, p->osrc, 16);
+	__builtin_memcpy(s->hdr.outer_dst, p->odst, 16);
+	if (len > 0 && len <= XG_SAMPLE_BYTES &&
+	    bpf_xdp_load_bytes(ctx, p->l3_off, s->data, len) == 0)
+		s->hdr.cap_len = len;
+	else
+		s->hdr.cap_len = 0;
+	samples.ringbuf_submit(s, 0);
+	f->nsampled++;
+	xg_event(XG_E_SAMPLE_SENT);
+}
+
+static __always_inline int act_verdict(__u8 action)
+{
+	return action == XG_ACT_DROP ? XG_V_DROP : XG_V_PASS;
+}
+
+int xdpgate_main(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 bytes = data_end - data;
+	__u32 zero = 0;
+
+	struct xg_config *cfg = config.lookup(&zero);
+	if (!cfg)
+		return XDP_PASS;
+	__u32 bank = cfg->gen & 1;
+	struct xg_policy *pol = policy.lookup(&bank);
+	if (!pol)
+		return XDP_PASS;
+
+	struct xg_scratch *sc = scratch.lookup(&zero);
+	if (!sc)
+		return XDP_PASS;
+	__builtin_memset(&sc->p, 0, sizeof(sc->p));
+	__builtin_memset(&sc->key, 0, sizeof(sc->key));
+#define p (sc->p)
+#define key (sc->key)
+
+	/* 1. parse: Ethernet and VLAN tags here, then one IP level per run of
+	 * xdpgate_level (a tunnel re-enters it for the inner packet) */
+	struct xg_cursor c = {.pos = data, .end = data_end};
+	int et = parse_eth(&c);
+	if (et < 0)
+		return xg_exit(act_verdict(pol->unparsed_action), XG_R_MALFORMED, bytes);
+	if (et != ETH_P_IP && et != ETH_P_IPV6)
+		return xg_exit(act_verdict(pol->unparsed_action), XG_R_UNPARSED, bytes);
+	p.l2_off = c.pos - data;
+	sc->off = p.l2_off;
+	sc->et = et;
+	sc->lvl = 0;
+	progs.call(ctx, XG_PROG_LEVEL);
+	return xg_exit(XG_V_PASS, XG_R_INTERNAL, bytes);
+#undef p
+#undef key
+}
+
+/* Stage 1b: one IP level (IP header, L4 header, tunnel header) at scratch->off. */
+int xdpgate_level(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 bytes = data_end - data;
+	__u32 zero = 0;
+
+	struct xg_config *cfg = config.lookup(&zero);
+	if (!cfg)
+		return XDP_PASS;
+	__u32 bank = cfg->gen & 1;
+	struct xg_policy *pol = policy.lookup(&bank);
+	if (!pol)
+		return XDP_PASS;
+	struct xg_scratch *sc = scratch.lookup(&zero);
+	if (!sc)
+		return XDP_PASS;
+	__u32 off = sc->off;
+	__u32 lvl = sc->lvl;
+	if (off > XG_MAX_HDR_OFF || lvl > XG_TUNNEL_DEPTH)
+		return xg_exit(act_verdict(pol->unparsed_action), XG_R_MALFORMED, bytes);
+	struct xg_cursor c = {.pos = data + off, .end = data_end};
+	sc->p.l3_off = off;
+	int r = parse_level(&c, &sc->p, sc->et, pol->tunnels, lvl < XG_TUNNEL_DEPTH);
+	if (lvl == 0) {
+		__builtin_memcpy(sc->p.osrc, sc->p.src, 16);
+		__builtin_memcpy(sc->p.odst, sc->p.dst, 16);
+	}
+	if (r == XG_P_NOTIP)
+		return xg_exit(act_verdict(pol->unparsed_action),
+			       lvl ? XG_R_TUNNEL_MALFORMED : XG_R_UNPARSED, bytes);
+	if (r == XG_P_TUN_BAD || (r < 0 && lvl > 0))
+		return xg_exit(act_verdict(pol->unparsed_action), XG_R_TUNNEL_MALFORMED, bytes);
+	if (r < 0)
+		return xg_exit(act_verdict(pol->unparsed_action), XG_R_MALFORMED, bytes);
+	if (r > 0) {
+		/* a tunnel to open: the inner packet starts at the cursor */
+		sc->off = c.pos - data;
+		sc->et = r;
+		sc->lvl = lvl + 1;
+		progs.call(ctx, XG_PROG_LEVEL);
+		return xg_exit(XG_V_PASS, XG_R_INTERNAL, bytes);
+	}
+	if (sc->p.frag_later)
+		return xg_exit(act_verdict(pol->frag_action), XG_R_FRAGMENT, bytes);
+	progs.call(ctx, XG_PROG_DECIDE);
+	return xg_exit(XG_V_PASS, XG_R_INTERNAL, bytes);
+}
+
+/* Stage 2: flow, class, decision. Runs on the parse results left in scratch. */
+int xdpgate_decide(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 bytes = data_end - data;
+	__u32 zero = 0;
+
+	struct xg_config *cfg = config.lookup(&zero);
+	if (!cfg)
+		return XDP_PASS;
+	__u32 bank = cfg->gen & 1;
+	struct xg_policy *pol = policy.lookup(&bank);
+	if (!pol)
+		return XDP_PASS;
+	struct xg_scratch *sc = scratch.lookup(&zero);
+	if (!sc)
+		return XDP_PASS;
+#define p (sc->p)
+#define key (sc->key)
+
+	/* 2. the flow */
+	int a_is_src = 1;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if (p.src[i] != p.dst[i]) {
+			a_is_src = p.src[i] < p.dst[i];
+			break;
+		}
+		if (i == 3)
+			a_is_src = bpf_ntohs(p.sport) <= bpf_ntohs(p.dport);
+	}
+	if (a_is_src) {
+		__builtin_memcpy(key.addr_a, p.src, 16);
+		__builtin_memcpy(key.addr_b, p.dst, 16);
+		key.port_a = p.sport;
+		key.port_b = p.dport;
+	} else {
+		__builtin_memcpy(key.addr_a, p.dst, 16);
+		__builtin_memcpy(key.addr_b, p.src, 16);
+		key.port_a = p.dport;
+		key.port_b = p.sport;
+	}
+	key.proto = p.proto;
+	key.tun_type = p.tun_type;
+	key.tun_id = p.tun_id;
+
+	__u64 now = bpf_ktime_get_ns();
+	struct xg_flow *f = flows.lookup(&key);
+	if (!f) {
+		struct xg_flow *nfp = &sc->nf;
+		__builtin_memset(nfp, 0, sizeof(*nfp));
+#define nf (*nfp)
+		nf.first_ns = now;
+		nf.init_is_a = a_is_src;
+		nf.override = XG_ACT_NONE;
+		__builtin_memcpy(nf.outer_a, a_is_src ? p.osrc : p.odst, 16);
+		__builtin_memcpy(nf.outer_b, a_is_src ? p.odst : p.osrc, 16);
+		/* an endpoint announced by SDP labels the flow from its first packet */
+		if (p.has_ports) {
+			__builtin_memset(&sc->ek, 0, sizeof(sc->ek));
+#define ek (sc->ek)
+			ek.proto = p.proto;
+			ek.tun_type = p.tun_type;
+			ek.tun_id = p.tun_id;
+			__builtin_memcpy(ek.addr, p.dst, 16);
+			ek.port = p.dport;
+			struct xg_expect *e = expect.lookup(&ek);
+			if (!e) {
+				__builtin_memcpy(ek.addr, p.src, 16);
+				ek.port = p.sport;
+				e = expect.lookup(&ek);
+			}
+#undef ek
+			if (e && e->expires_ns > now) {
+				nf.app = e->cls.app;
+				nf.category = e->cls.category;
+				nf.call = e->cls.call;
+				nf.override = e->cls.override;
+				nf.flags |= XG_FF_CLASSIFIED | XG_FF_EXPECTED;
+				xg_event(XG_E_EXPECT_HIT);
+			}
+		}
+		flows.insert(&key, nfp);
+#undef nf
+		f = flows.lookup(&key);
+		if (!f)
+			return xg_exit(XG_V_PASS, XG_R_MALFORMED, bytes);
+		xg_event(XG_E_FLOW_NEW);
+	}
+	__u8 dir = (a_is_src == f->init_is_a) ? 0 : 1;
+	f->last_ns = now;
+	f->pkts[dir & 1]++;
+	f->bytes[dir & 1] += bytes;
+	if (p.proto == IPPROTO_TCP)
+		f->tcp_flags[dir & 1] |= p.tcp_flags;
+
+	if (!(f->flags & XG_FF_CLASSIFIED)) {
+		struct xg_class *cl = mailbox.lookup(&key);
+		if (cl) {
+			f->app = cl->app;
+			f->category = cl->category;
+			f->call = cl->call;
+			f->override = cl->override;
+			f->flags |= XG_FF_CLASSIFIED;
+			f->pol_gen = 0;
+			mailbox.delete(&key);
+			xg_event(XG_E_CLASS_APPLIED);
+		} else if (f->nsampled < cfg->sample_pkts) {
+			sample(ctx, &p, &key, f, dir, now);
+		}
+	}
+	if (f->flags & XG_FF_CLASSIFIED) {
+		dim_count(XG_D_APP + (f->app < XG_APP_MAX ? f->app : 0), bytes);
+		dim_count(XG_D_CAT + (f->category < XG_CAT_MAX ? f->category : 0), bytes);
+		dim_count(XG_D_CALL + (f->call < XG_CALL_MAX ? f->call : 0), bytes);
+	}
+	if (p.tun_type)
+		dim_count(XG_D_TUN + (p.tun_type < XG_TUN_MAX ? p.tun_type : 0), bytes);
+
+	/* 3. decide */
+	__u8 action;
+	__u32 reason;
+	__u32 slot;
+	if (pol->flow_first && f->override != XG_ACT_NONE) {
+		action = f->override;
+		reason = XG_R_FLOW;
+		slot = XG_RULE_NONE;
+	} else {
+		if (f->pol_gen != cfg->gen) {
+			/* cached verdicts belong to an older policy (or none yet) */
+			f->rule[0] = XG_RULE_NONE;
+			f->rule[1] = XG_RULE_NONE;
+			f->action[0] = XG_ACT_NONE;
+			f->action[1] = XG_ACT_NONE;
+			f->pol_gen = cfg->gen;
+		}
+		if (f->action[dir & 1] == XG_ACT_NONE) {
+			__u32 s = xg_eval(sc, bank, f);
+			if (s >= XG_RULE_MAX)
+				s = XG_RULE_NONE;
+			__u8 a = pol->default_action;
+			if (s != XG_RULE_NONE) {
+				__u32 rk = bank * XG_RULE_MAX + s;
+				struct xg_rule *rl = rules.lookup(&rk);
+				a = rl ? rl->action : XG_ACT_ALLOW;
+			}
+			f->rule[dir & 1] = s;
+			f->action[dir & 1] = a;
+		}
+		slot = f->rule[dir & 1];
+		action = f->action[dir & 1];
+		reason = slot == XG_RULE_NONE ? XG_R_DEFAULT : XG_R_RULE;
+	}
+
+	/* per-rule hits */
+	__u32 hk = bank * (XG_RULE_MAX + 1) + (slot < XG_RULE_MAX ? slot : XG_RULE_MAX);
+	xg_count(rule_hits.lookup(&hk), bytes);
+
+	/* controller away: flows that still wait for their label follow the fail mode */
+	if (cfg->fail_closed && !(f->flags & XG_FF_CLASSIFIED) && now > cfg->heartbeat_ns &&
+	    now - cfg->heartbeat_ns > cfg->away_ns) {
+		struct xg_bits *cls = fb(bank, XG_FB_WILD + XG_W_CLASS);
+		if (cls) {
+			__u64 any = 0;
+#pragma unroll
+			for (int i = 0; i < XG_RULE_WORDS; i++)
+				any |= cls->w[i];
+			if (any)
+				return xg_exit(XG_V_DROP, XG_R_FAIL_MODE, bytes);
+		}
+	}
+
+	if (action == XG_ACT_DROP)
+		return xg_exit(XG_V_DROP, reason, bytes);
+	if (action == XG_ACT_RATE_LIMIT && slot < XG_RULE_MAX) {
+		__u32 rk = bank * XG_RULE_MAX + slot;
+		struct xg_rule *rl = rules.lookup(&rk);
+		if (rl && rl->rl_unit) {
+			int ok;
+			if (rl->rl_per == XG_RL_PER_FLOW) {
+				struct xg_bucket b = {.tokens = f->tb_tokens, .last_ns = f->tb_last_ns};
+				ok = tb_take(&b, rl, now, bytes);
+				f->tb_tokens = b.tokens;
+				f->tb_last_ns = b.last_ns;
+			} else {
+				struct xg_bucket *b = buckets.lookup(&rk);
+				ok = b ? tb_take(b, rl, now, bytes) : 1;
+			}
+			if (!ok)
+				return xg_exit(XG_V_DROP, XG_R_RATE_LIMIT, bytes);
+		}
+		return xg_exit(XG_V_PASS, reason, bytes);
+	}
+	if (action == XG_ACT_REJECT) {
+		if (p.tun_type || p.fragmented)
+			return xg_exit(XG_V_DROP, XG_R_REJECT_FALLBACK, bytes);
+		if (xg_reject(ctx, &p) == 0) {
+			xg_event(XG_E_REJECT_SENT);
+			return xg_exit(XG_V_TX, reason, bytes);
+		}
+		return xg_exit(XG_V_DROP, XG_R_REJECT_FALLBACK, bytes);
+	}
+	return xg_exit(XG_V_PASS, reason, bytes);
+#undef p
+#undef key
+}

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* xdpgate_consts.h - sizes, enums and wire constants shared by the data path and
+ * mirrored in control/layout.py (tests/datapath/test_layout.py proves they agree).
+ *
+ * Sizes are #ifndef defaults so the loader can override them with -D; nothing
+ * an operator types ever reaches the compiler except these numbers.
+ */
+#ifndef XDPGATE_CONSTS_H
+#define XDPGATE_CONSTS_H
+
+#ifndef XG_FLOW_MAX
+#define XG_FLOW_MAX 262144 /* flow table entries (LRU) */
+#endif
+#ifndef XG_RULE_MAX
+#define XG_RULE_MAX 256 /* rule slots per policy bank; multiple of 64 */
+#endif
+#define XG_RULE_WORDS (XG_RULE_MAX / 64)
+#ifndef XG_ADDRCLASS_MAX
+#define XG_ADDRCLASS_MAX 4096 /* distinct set-membership classes per bank */
+#endif
+#ifndef XG_LPM4_MAX
+#define XG_LPM4_MAX 2097152 /* IPv4 prefixes, both banks together */
+#endif
+#ifndef XG_LPM6_MAX
+#define XG_LPM6_MAX 1048576 /* IPv6 prefixes, both banks together */
+#endif
+#ifndef XG_TUNNEL_DEPTH
+#define XG_TUNNEL_DEPTH 1 /* tunnel levels opened: 0, 1 or 2 */
+#endif
+#ifndef XG_SAMPLE_BYTES
+#define XG_SAMPLE_BYTES 1024 /* bytes of the (inner) IP packet copied per sample */
+#endif
+#ifndef XG_RINGBUF_PAGES
+#define XG_RINGBUF_PAGES 1024 /* sample ring buffer size in pages (power of two) */
+#endif
+#ifndef XG_EXPECT_MAX
+#define XG_EXPECT_MAX 65536 /* expected media endpoints (from SDP) */
+#endif
+#ifndef XG_MAILBOX_MAX
+#define XG_MAILBOX_MAX 65536 /* class labels waiting for their flow's next packet */
+#endif
+#ifndef XG_IPV6_EXT_MAX
+#define XG_IPV6_EXT_MAX 6 /* IPv6 extension headers walked before giving up */
+#endif
+#ifndef XG_GTP_EXT_MAX
+#define XG_GTP_EXT_MAX 4 /* GTP-U extension headers walked before giving up */
+#endif
+
+#define XG_PROG_LEVEL 1  /* progs slot: one IP level of the parser */
+#define XG_PROG_DECIDE 2 /* progs slot: flow, class and decision */
+#define XG_MAX_HDR_OFF 512 /* an inner IP header further in than this is malformed */
+
+#define XG_APP_MAX 1024
+#define XG_CAT_MAX 16
+#define XG_CALL_MAX 4
+#define XG_TUN_MAX 8
+#define XG_PORT_SLOTS 65537 /* 0..65535 plus XG_PORT_NONE for packets without ports */
+#define XG_PORT_NONE 65536
+#define XG_RULE_NONE 0xffff /* "no rule matched": the default action */
+
+/* Actions a rule, the default or the controller can ask for (policy encoding). */
+enum xg_action {
+	XG_ACT_ALLOW = 0,
+	XG_ACT_DROP = 1,
+	XG_ACT_REJECT = 2,     /* TCP RST / ICMP unreachable sent back (XDP_TX) */
+	XG_ACT_RATE_LIMIT = 3, /* token bucket; what exceeds is dropped */
+	XG_ACT_MAX = 4,
+	XG_ACT_NONE = 0xff, /* no override */
+};
+
+/* What happened to the packet (counter column). */
+enum xg_verdict {
+	XG_V_PASS = 0,
+	XG_V_DROP = 1,
+	XG_V_TX = 2,
+	XG_V_MAX = 3,
+};
+
+/* Why (counter row). */
+enum xg_reason {
+	XG_R_RULE = 0,            /* a policy rule matched */
+	XG_R_DEFAULT = 1,         /* no rule matched */
+	XG_R_FLOW = 2,            /* verdict written for this flow by the controller */
+	XG_R_RATE_LIMIT = 3,      /* over a rate limit */
+	XG_R_FRAGMENT = 4,        /* non-first IP fragment (no ports): fragment action */
+	XG_R_UNPARSED = 5,        /* not IP (ARP, LLDP, ...): unparsed action */
+	XG_R_MALFORMED = 6,       /* truncated or inconsistent L2/L3/L4 header */
+	XG_R_TUNNEL_MALFORMED = 7, /* bad GTP-U/GRE/VXLAN header inside a tunnel */
+	XG_R_FAIL_MODE = 8,       /* controller away and the flow still needs it */
+	XG_R_REJECT_FALLBACK = 9, /* reject asked for but not possible (tunnel, fragment): dropped */
+	XG_R_INTERNAL = 10,       /* the decision stage could not run (tail call failed) */
+	XG_R_MAX = 11,
+};
+
+/* Tunnel types (flow key, counters, `tunnel:` match). */
+enum xg_tunnel {
+	XG_TUN_NONE = 0,
+	XG_TUN_GTPU = 1,
+	XG_TUN_GRE = 2,
+	XG_TUN_VXLAN = 3,
+	XG_TUN_IPIP = 4,
+};
+
+/* Flow flags (struct xg_flow.flags). */
+enum xg_flow_flag {
+	XG_FF_CLASSIFIED = 1, /* class fields hold the controller's label */
+	XG_FF_EXPECTED = 2,   /* labelled at creation from an expectation (SDP) */
+	XG_FF_SAMPLE_LOST = 4, /* a sample of this flow was lost (ring buffer full) */
+};
+
+/* Events (events map): things worth counting that are not packet verdicts. */
+enum xg_event {
+	XG_E_FLOW_NEW = 0,      /* flow entries created */
+	XG_E_SAMPLE_SENT = 1,   /* samples handed to the controller */
+	XG_E_SAMPLE_LOST = 2,   /* samples lost: ring buffer full (the packet is unaffected) */
+	XG_E_CLASS_APPLIED = 3, /* labels taken from the mailbox into a flow */
+	XG_E_EXPECT_HIT = 4,    /* new flows labelled from an expectation */
+	XG_E_REJECT_SENT = 5,   /* TCP RST / ICMP unreachable sent */
+	XG_E_MAX = 8,
+};
+
+/* Per-dimension counters (dims map): index = region + id. */
+#define XG_D_APP 0
+#define XG_D_CAT (XG_D_APP + XG_APP_MAX)
+#define XG_D_TUN (XG_D_CAT + XG_CAT_MAX)
+#define XG_D_CALL (XG_D_TUN + XG_TUN_MAX)
+#define XG_D_SIZE (XG_D_CALL + XG_CALL_MAX)
+
+/* Rate-limit units and scope (struct xg_rule). */
+enum xg_rl {
+	XG_RL_BPS = 1,
+	XG_RL_PPS = 2,
+	XG_RL_PER_RULE = 0,
+	XG_RL_PER_FLOW = 1,
+};
+
+/* Wildcard masks: rules with no condition on a field (fieldbits region XG_FB_WILD). */
+enum xg_wild {
+	XG_W_VALID = 0, /* every rule slot in use */
+	XG_W_PROTO = 1,
+	XG_W_SPORT = 2,
+	XG_W_DPORT = 3,
+	XG_W_APORT = 4,
+	XG_W_APP = 5,
+	XG_W_CAT = 6,
+	XG_W_CALL = 7,
+	XG_W_TUN = 8,
+	XG_W_TUNID = 9,
+	XG_W_CLASS = 10, /* rules that match app, category or call (need the classifier) */
+	XG_W_MAX = 16,
+};
+
+/* fieldbits regions, one bank (index = bank * XG_FB_SIZE + region + value). */
+#define XG_FB_PROTO 0
+#define XG_FB_APP (XG_FB_PROTO + 256)
+#define XG_FB_CAT (XG_FB_APP + XG_APP_MAX)
+#define XG_FB_CALL (XG_FB_CAT + XG_CAT_MAX)
+#define XG_FB_TUN (XG_FB_CALL + XG_CALL_MAX)
+#define XG_FB_WILD (XG_FB_TUN + XG_TUN_MAX)
+#define XG_FB_SIZE (XG_FB_WILD + XG_W_MAX)
+
+#endif

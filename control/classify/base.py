@@ -1,0 +1,137 @@
+"""Types shared by the classifier engine and the per-application modules.
+
+A module (``sip.py``, ``stun.py``...) has three parts: its facts as data tables at the top, a
+``match(flow, ctx)`` that returns a :class:`Label`, ``None`` (not yet) or :data:`GIVE_UP`, and a
+``SPEC`` (:class:`Spec`) saying which L4 it reads, whether it needs payload, how many payload
+packets of a flow it may look at and its priority (lower runs first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .taxonomy import category_of
+
+if TYPE_CHECKING:
+    from .packet import FlowKey
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A flow's verdict: app and category names from taxonomy.py, how sure, and why."""
+
+    app: str
+    category: str
+    confidence: float
+    reason: str
+    call: str = "none"
+
+
+UNKNOWN = Label("unknown", "unknown", 0.0, "no-match")
+
+# A label at or above this confidence decides the flow at once; below it, it is kept as a
+# tentative answer used when the flow is decided by packet count or flush.
+DECIDE = 0.5
+
+
+class _GiveUp:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "GIVE_UP"
+
+
+GIVE_UP: Any = _GiveUp()
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """Registration metadata of a module."""
+
+    name: str
+    l4: frozenset[str]
+    needs_payload: bool = True
+    max_packets: int = 8  # payload packets of a flow this module may look at
+    priority: int = 50
+
+
+@dataclass(slots=True)
+class Sample:
+    """One packet of a flow as a module sees it; ``dir`` 0 is client to server."""
+
+    dir: int
+    payload: bytes
+    ts: float
+    wire_len: int
+    tcp_flags: int = 0
+
+
+@dataclass(slots=True)
+class Flow:
+    """A tracked flow: its key (client first), the samples so far and per-module scratch."""
+
+    key: FlowKey
+    first_ts: float
+    last_ts: float
+    samples: list[Sample] = field(default_factory=list)
+    npayload: int = 0  # samples with payload
+    label: Label | None = None
+    tentative: Label | None = None
+    given_up: set[str] = field(default_factory=set)
+    state: dict[str, Any] = field(default_factory=dict)
+    proto: int = 0  # IP protocol number
+    learner: Any = None  # callable(flow, sample, ctx) fed later packets of a decided flow
+
+    @property
+    def l4(self) -> str:
+        return self.key.l4
+
+    @property
+    def cport(self) -> int:
+        return self.key.sport
+
+    @property
+    def sport(self) -> int:
+        """The server's (responder's) port."""
+        return self.key.dport
+
+    def ports(self) -> tuple[int, int]:
+        return self.key.sport, self.key.dport
+
+    def has_port(self, *ports: int) -> bool:
+        return self.key.sport in ports or self.key.dport in ports
+
+    def payloads(self, direction: int | None = None) -> list[bytes]:
+        return [s.payload for s in self.samples
+                if s.payload and (direction is None or s.dir == direction)]
+
+    def stream(self, direction: int, limit: int = 8192) -> bytes:
+        """The payload bytes of one direction concatenated in arrival order (no reordering)."""
+        out = b""
+        for s in self.samples:
+            if s.dir == direction and s.payload:
+                out += s.payload
+                if len(out) >= limit:
+                    break
+        return out
+
+    @property
+    def last(self) -> Sample:
+        return self.samples[-1]
+
+
+def app_label(app: str, reason: str, confidence: float, *, l4: str = "tcp",
+              carrier: bool = False, call: str = "none") -> Label:
+    """A label for ``app`` with its category from the taxonomy.
+
+    ``carrier`` means the app was recognised inside a web carrier (TLS, HTTP, QUIC, DTLS): its
+    plain/TCP category applies even on UDP.
+    """
+    plain_udp = l4 == "udp" and not carrier
+    return Label(app, category_of(app, plain_udp=plain_udp), confidence, reason, call)
+
+
+def voip_label(app: str, reason: str, confidence: float, call: str = "none") -> Label:
+    """A call-traffic label: the category is voip whatever the app's usual category."""
+    return Label(app, "voip", confidence, reason, call)

@@ -1,0 +1,27 @@
+"""Zoom media over UDP: the relay/SFU encapsulation (type 0x05 with a media sub-type) and the
+P2P media header, confirmed by the address knowledge or a second packet."""
+
+from __future__ import annotations
+
+from .base import GIVE_UP, Flow, Label, Spec, voip_label
+
+SPEC = Spec("zoom", frozenset({"udp"}), needs_payload=True, max_packets=4, priority=19)
+
+SFU_TYPE = 0x05
+MEDIA_TYPES = frozenset({0x0D, 0x0F, 0x10, 0x13, 0x15, 0x16, 0x17, 0x1E, 0x1F, 0x21, 0x22})
+P2P_TYPES = frozenset({0x1F, 0x20})
+ZOOM_PORTS = (8801, 8802, 8803, 8804, 8805, 8806, 8807, 8808, 8809, 8810)
+
+
+def match(flow: Flow, ctx) -> Label | None:
+    pl = flow.last.payload
+    known = ctx.knowledge.app_for_addr(flow.key.dst) or ctx.knowledge.app_for_addr(flow.key.src)
+    is_zoom_host = known is not None and known[0] == "zoom"
+    if len(pl) >= 24 and pl[0] == SFU_TYPE and pl[8] in MEDIA_TYPES:
+        if is_zoom_host or flow.has_port(*ZOOM_PORTS):
+            return voip_label("zoom", "zoom-sfu-media", 0.85)
+        flow.state["zoom"] = flow.state.get("zoom", 0) + 1
+        return voip_label("zoom", "zoom-sfu-header", 0.45 if flow.state["zoom"] > 1 else 0.3)
+    if is_zoom_host and flow.has_port(*ZOOM_PORTS):
+        return voip_label("zoom", "zoom-media-port", 0.6)
+    return GIVE_UP if flow.npayload >= 2 else None

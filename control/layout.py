@@ -1,0 +1,341 @@
+"""The data path's map layouts and constants, mirrored from bpf/xdpgate_types.h and
+bpf/xdpgate_consts.h. tests/datapath/test_layout.py checks every size, offset and
+enum value here against what bcc builds from the C, so a drift fails the suite.
+
+Sizes that the loader can override with -D (flow table, rule slots, ...) live in
+`Sizes`; everything else is fixed.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import enum
+from dataclasses import dataclass
+
+u8, u16, u32, u64 = ct.c_uint8, ct.c_uint16, ct.c_uint32, ct.c_uint64
+
+APP_MAX = 1024
+CAT_MAX = 16
+CALL_MAX = 4
+TUN_MAX = 8
+PORT_SLOTS = 65537
+PORT_NONE = 65536
+RULE_NONE = 0xFFFF
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Load-time sizes (passed to the compiler as -D, defaults as in the C)."""
+
+    flow_max: int = 262144
+    rule_max: int = 256
+    addrclass_max: int = 4096
+    lpm4_max: int = 2097152
+    lpm6_max: int = 1048576
+    tunnel_depth: int = 1
+    sample_bytes: int = 1024
+    ringbuf_pages: int = 1024
+    expect_max: int = 65536
+    mailbox_max: int = 65536
+
+    def __post_init__(self) -> None:
+        if self.rule_max % 64 or not 64 <= self.rule_max <= 1024:
+            raise ValueError("rule_max must be a multiple of 64 between 64 and 1024")
+        if self.tunnel_depth not in (0, 1, 2):
+            raise ValueError("tunnel_depth must be 0, 1 or 2")
+        if self.ringbuf_pages & (self.ringbuf_pages - 1):
+            raise ValueError("ringbuf_pages must be a power of two")
+        for name in ("flow_max", "addrclass_max", "lpm4_max", "lpm6_max", "sample_bytes",
+                     "expect_max", "mailbox_max"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+    @property
+    def rule_words(self) -> int:
+        return self.rule_max // 64
+
+    def cflags(self) -> list[str]:
+        return [
+            f"-DXG_FLOW_MAX={self.flow_max}",
+            f"-DXG_RULE_MAX={self.rule_max}",
+            f"-DXG_ADDRCLASS_MAX={self.addrclass_max}",
+            f"-DXG_LPM4_MAX={self.lpm4_max}",
+            f"-DXG_LPM6_MAX={self.lpm6_max}",
+            f"-DXG_TUNNEL_DEPTH={self.tunnel_depth}",
+            f"-DXG_SAMPLE_BYTES={self.sample_bytes}",
+            f"-DXG_RINGBUF_PAGES={self.ringbuf_pages}",
+            f"-DXG_EXPECT_MAX={self.expect_max}",
+            f"-DXG_MAILBOX_MAX={self.mailbox_max}",
+        ]
+
+    def fb_size(self) -> int:
+        return FB_WILD + W.MAX
+
+
+class Action(enum.IntEnum):
+    ALLOW = 0
+    DROP = 1
+    REJECT = 2
+    RATE_LIMIT = 3
+    NONE = 0xFF
+
+
+class Verdict(enum.IntEnum):
+    PASS = 0
+    DROP = 1
+    TX = 2
+
+
+V_MAX = 3
+
+
+class Reason(enum.IntEnum):
+    RULE = 0
+    DEFAULT = 1
+    FLOW = 2
+    RATE_LIMIT = 3
+    FRAGMENT = 4
+    UNPARSED = 5
+    MALFORMED = 6
+    TUNNEL_MALFORMED = 7
+    FAIL_MODE = 8
+    REJECT_FALLBACK = 9
+
+
+R_MAX = 10
+
+
+class Tunnel(enum.IntEnum):
+    NONE = 0
+    GTPU = 1
+    GRE = 2
+    VXLAN = 3
+    IPIP = 4
+
+
+class FlowFlag(enum.IntFlag):
+    CLASSIFIED = 1
+    EXPECTED = 2
+    SAMPLE_LOST = 4
+
+
+class Event(enum.IntEnum):
+    FLOW_NEW = 0
+    SAMPLE_SENT = 1
+    SAMPLE_LOST = 2
+    CLASS_APPLIED = 3
+    EXPECT_HIT = 4
+    REJECT_SENT = 5
+
+
+E_MAX = 8
+
+
+class RateUnit(enum.IntEnum):
+    BPS = 1
+    PPS = 2
+
+
+class RatePer(enum.IntEnum):
+    RULE = 0
+    FLOW = 1
+
+
+class W(enum.IntEnum):
+    """Wildcard-mask slots in the fieldbits region XG_FB_WILD."""
+
+    VALID = 0
+    PROTO = 1
+    SPORT = 2
+    DPORT = 3
+    APORT = 4
+    APP = 5
+    CAT = 6
+    CALL = 7
+    TUN = 8
+    TUNID = 9
+    CLASS = 10
+    MAX = 16
+
+
+FB_PROTO = 0
+FB_APP = FB_PROTO + 256
+FB_CAT = FB_APP + APP_MAX
+FB_CALL = FB_CAT + CAT_MAX
+FB_TUN = FB_CALL + CALL_MAX
+FB_WILD = FB_TUN + TUN_MAX
+FB_SIZE = FB_WILD + W.MAX
+
+D_APP = 0
+D_CAT = D_APP + APP_MAX
+D_TUN = D_CAT + CAT_MAX
+D_CALL = D_TUN + TUN_MAX
+D_SIZE = D_CALL + CALL_MAX
+
+
+class FlowKey(ct.Structure):
+    _fields_ = [
+        ("addr_a", u8 * 16),
+        ("addr_b", u8 * 16),
+        ("port_a", u16),
+        ("port_b", u16),
+        ("proto", u8),
+        ("tun_type", u8),
+        ("pad", u16),
+        ("tun_id", u32),
+    ]
+
+
+class Flow(ct.Structure):
+    _fields_ = [
+        ("first_ns", u64),
+        ("last_ns", u64),
+        ("pkts", u64 * 2),
+        ("bytes", u64 * 2),
+        ("tb_tokens", u64),
+        ("tb_last_ns", u64),
+        ("pol_gen", u32),
+        ("rule", u16 * 2),
+        ("action", u8 * 2),
+        ("tcp_flags", u8 * 2),
+        ("init_is_a", u8),
+        ("flags", u8),
+        ("nsampled", u8),
+        ("category", u8),
+        ("app", u16),
+        ("call", u8),
+        ("override", u8),
+        ("outer_a", u8 * 16),
+        ("outer_b", u8 * 16),
+        ("pad", u32),
+    ]
+
+
+class Class(ct.Structure):
+    _fields_ = [
+        ("app", u16),
+        ("category", u8),
+        ("call", u8),
+        ("override", u8),
+        ("confidence", u8),
+        ("pad", u16),
+    ]
+
+
+class ExpectKey(ct.Structure):
+    _fields_ = [
+        ("addr", u8 * 16),
+        ("port", u16),
+        ("proto", u8),
+        ("tun_type", u8),
+        ("tun_id", u32),
+    ]
+
+
+class Expect(ct.Structure):
+    _fields_ = [("expires_ns", u64), ("cls", Class)]
+
+
+class Lpm4Key(ct.Structure):
+    _fields_ = [("prefixlen", u32), ("bank", u8), ("addr", u8 * 4), ("pad", u8 * 3)]
+
+
+class Lpm6Key(ct.Structure):
+    _fields_ = [("prefixlen", u32), ("bank", u8), ("addr", u8 * 16), ("pad", u8 * 3)]
+
+
+class Rule(ct.Structure):
+    _fields_ = [
+        ("action", u8),
+        ("rl_unit", u8),
+        ("rl_per", u8),
+        ("pad", u8 * 5),
+        ("rl_rate", u64),
+        ("rl_burst", u64),
+    ]
+
+
+class Bucket(ct.Structure):
+    _fields_ = [("tokens", u64), ("last_ns", u64)]
+
+
+class Policy(ct.Structure):
+    _fields_ = [
+        ("default_action", u8),
+        ("frag_action", u8),
+        ("unparsed_action", u8),
+        ("tunnels", u8),
+        ("flow_first", u8),
+        ("pad", u8 * 3),
+        ("nrules", u32),
+        ("pad2", u32),
+    ]
+
+
+class Config(ct.Structure):
+    _fields_ = [
+        ("gen", u32),
+        ("sample_pkts", u32),
+        ("heartbeat_ns", u64),
+        ("away_ns", u64),
+        ("fail_closed", u8),
+        ("pad", u8 * 7),
+    ]
+
+
+class Counter(ct.Structure):
+    _fields_ = [("pkts", u64), ("bytes", u64)]
+
+
+class TunidKey(ct.Structure):
+    _fields_ = [("bank", u32), ("tun_id", u32)]
+
+
+def bits_type(rule_words: int) -> type[ct.Structure]:
+    """struct xg_bits for a given XG_RULE_MAX."""
+    return type(f"Bits{rule_words}", (ct.Structure,), {"_fields_": [("w", u64 * rule_words)]})
+
+
+def addrclass_type(rule_words: int) -> type[ct.Structure]:
+    b = bits_type(rule_words)
+    fields = [(n, b) for n in ("src", "dst", "any", "osrc", "odst")]
+    return type(f"AddrClass{rule_words}", (ct.Structure,), {"_fields_": fields})
+
+
+def portbits_type(rule_words: int) -> type[ct.Structure]:
+    b = bits_type(rule_words)
+    fields = [(n, b) for n in ("src", "dst", "any")]
+    return type(f"PortBits{rule_words}", (ct.Structure,), {"_fields_": fields})
+
+
+class SampleHdr(ct.Structure):
+    _fields_ = [
+        ("ts_ns", u64),
+        ("key", FlowKey),
+        ("ifindex", u32),
+        ("wire_len", u32),
+        ("cap_len", u16),
+        ("dir", u8),
+        ("seq", u8),
+        ("outer_src", u8 * 16),
+        ("outer_dst", u8 * 16),
+    ]
+
+
+# map name -> (key type, value type); value types that depend on Sizes are resolved
+# by maps.py. Used by the layout test to compare against bcc's view of the C.
+FIXED_LAYOUTS: dict[str, tuple[type, type]] = {
+    "config": (u32, Config),
+    "policy": (u32, Policy),
+    "rules": (u32, Rule),
+    "flows": (FlowKey, Flow),
+    "mailbox": (FlowKey, Class),
+    "expect": (ExpectKey, Expect),
+    "lpm4": (Lpm4Key, u32),
+    "lpm6": (Lpm6Key, u32),
+    "counters": (u32, Counter),
+    "rule_hits": (u32, Counter),
+    "dims": (u32, Counter),
+    "events": (u32, Counter),
+    "buckets": (u32, Bucket),
+}

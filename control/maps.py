@@ -1,0 +1,198 @@
+"""Typed handles on the data path's maps, by file descriptor.
+
+The same classes serve a program bcc just loaded and the pinned maps of a filter
+that is already running (stats, flows, restart adoption), so nothing here imports
+bcc. Counters are read in batches and summed over CPUs once per read.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import bpfsys, layout
+from .layout import Sizes
+
+PERCPU = {"counters", "rule_hits", "dims", "events"}
+PINNED = ("config", "policy", "rules", "fieldbits", "portbits", "addrclass", "tunid", "lpm4",
+          "lpm6", "flows", "mailbox", "expect", "counters", "rule_hits", "dims", "events",
+          "buckets")
+
+
+class Map:
+    """One BPF map with ctypes key and value types."""
+
+    def __init__(self, name: str, fd: int, key_t: Any, val_t: Any, percpu: bool = False,
+                 owns_fd: bool = False) -> None:
+        self.name, self.fd, self.key_t, self.val_t, self.percpu = name, fd, key_t, val_t, percpu
+        self._owns_fd = owns_fd
+        self.ncpu = bpfsys.possible_cpus() if percpu else 1
+        if percpu:
+            self._vbuf_t = val_t * self.ncpu
+        else:
+            self._vbuf_t = val_t
+
+    def close(self) -> None:
+        if self._owns_fd and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _key(self, k: Any) -> Any:
+        return k if isinstance(k, ct._SimpleCData | ct.Structure) else self.key_t(k)
+
+    def get(self, key: Any) -> Any | None:
+        v = self._vbuf_t()
+        return v if bpfsys.lookup(self.fd, self._key(key), v) else None
+
+    def set(self, key: Any, value: Any, flags: int = bpfsys.ANY) -> None:
+        bpfsys.update(self.fd, self._key(key), value, flags)
+
+    def delete(self, key: Any) -> bool:
+        return bpfsys.delete(self.fd, self._key(key))
+
+    def keys(self) -> Iterator[Any]:
+        prev = None
+        while True:
+            out = self.key_t()
+            if not bpfsys.next_key(self.fd, prev, out):
+                return
+            yield out
+            prev = out
+
+    def items(self, chunk: int = 4096) -> Iterator[tuple[Any, Any]]:
+        """All entries, read in batches where the kernel supports it."""
+        keys = (self.key_t * chunk)()
+        vals = (self._vbuf_t * chunk)()
+        in_b = None
+        out_b = ct.c_uint64()
+        try:
+            while True:
+                n, done = bpfsys.lookup_batch(self.fd, in_b, out_b, keys, vals, chunk)
+                for i in range(n):
+                    yield self.key_t.from_buffer_copy(keys[i]), self._vbuf_t.from_buffer_copy(vals[i])
+                if done:
+                    return
+                in_b = ct.c_uint64(out_b.value)
+        except OSError as e:
+            if e.errno not in (22, 95, 524):  # EINVAL/EOPNOTSUPP/ENOTSUPP: walk instead
+                raise
+        for k in self.keys():
+            v = self.get(k)
+            if v is not None:
+                yield k, v
+
+    def set_many(self, keys: list[Any], values: list[Any], chunk: int = 65536) -> None:
+        """Write many entries with BPF_MAP_UPDATE_BATCH."""
+        for i in range(0, len(keys), chunk):
+            ks, vs = keys[i : i + chunk], values[i : i + chunk]
+            karr = (self.key_t * len(ks))(*ks)
+            varr = (self._vbuf_t * len(vs))(*vs)
+            bpfsys.update_batch(self.fd, karr, varr, len(ks))
+
+    def delete_many(self, keys: list[Any], chunk: int = 65536) -> None:
+        for i in range(0, len(keys), chunk):
+            ks = keys[i : i + chunk]
+            karr = (self.key_t * len(ks))(*ks)
+            try:
+                bpfsys.delete_batch(self.fd, karr, len(ks))
+            except OSError:
+                for k in ks:  # some entries already gone: delete one by one
+                    self.delete(k)
+
+    def sum(self, value: Any) -> tuple[int, int]:
+        """(pkts, bytes) of a per-CPU counter cell summed over CPUs."""
+        return sum(c.pkts for c in value), sum(c.bytes for c in value)
+
+    def counters(self) -> list[tuple[int, int]]:
+        """Every cell of a per-CPU counter array, summed over CPUs, by index."""
+        out: dict[int, tuple[int, int]] = {}
+        for k, v in self.items():
+            out[k.value] = self.sum(v)
+        return [out.get(i, (0, 0)) for i in range(max(out) + 1 if out else 0)]
+
+
+@dataclass
+class MapSet:
+    """Every map of one filter instance."""
+
+    sizes: Sizes
+    maps: dict[str, Map]
+
+    def __getitem__(self, name: str) -> Map:
+        return self.maps[name]
+
+    def close(self) -> None:
+        for m in self.maps.values():
+            m.close()
+
+    @staticmethod
+    def types(sizes: Sizes) -> dict[str, tuple[Any, Any]]:
+        w = sizes.rule_words
+        t = dict(layout.FIXED_LAYOUTS)
+        t["fieldbits"] = (ct.c_uint32, layout.bits_type(w))
+        t["portbits"] = (ct.c_uint32, layout.portbits_type(w))
+        t["addrclass"] = (ct.c_uint32, layout.addrclass_type(w))
+        t["tunid"] = (layout.TunidKey, layout.bits_type(w))
+        return t
+
+    @classmethod
+    def from_fds(cls, sizes: Sizes, fds: dict[str, int], owns: bool = False) -> MapSet:
+        types = cls.types(sizes)
+        maps = {n: Map(n, fd, *types[n], percpu=n in PERCPU, owns_fd=owns) for n, fd in fds.items()
+                if n in types}
+        return cls(sizes, maps)
+
+    @classmethod
+    def from_pins(cls, sizes: Sizes, pin_dir: Path) -> MapSet:
+        fds = {}
+        for n in PINNED:
+            p = pin_dir / n
+            if p.exists():
+                fds[n] = bpfsys.obj_get(str(p))
+        return cls.from_fds(sizes, fds, owns=True)
+
+
+def sizes_from_pins(pin_dir: Path) -> Sizes:
+    """Recover the load-time sizes of a running filter from its pinned maps."""
+    def info(name: str) -> bpfsys.MapInfo:
+        fd = bpfsys.obj_get(str(pin_dir / name))
+        try:
+            return bpfsys.map_info(fd)
+        finally:
+            os.close(fd)
+
+    rules = info("rules")
+    addrc = info("addrclass")
+    return Sizes(
+        flow_max=info("flows").max_entries,
+        rule_max=rules.max_entries // 2,
+        addrclass_max=addrc.max_entries // 2,
+        lpm4_max=info("lpm4").max_entries,
+        lpm6_max=info("lpm6").max_entries,
+        expect_max=info("expect").max_entries,
+        mailbox_max=info("mailbox").max_entries,
+    )
+
+
+def addr16(ip: str | bytes | Iterable[int]) -> bytes:
+    """An address as the data path stores it: 16 bytes, IPv4 as ::ffff:a.b.c.d."""
+    import ipaddress
+
+    a = ipaddress.ip_address(ip) if isinstance(ip, str) else None
+    if a is None:
+        return bytes(ip)
+    if a.version == 4:
+        return b"\0" * 10 + b"\xff\xff" + a.packed
+    return a.packed
+
+
+def addr_str(b: bytes | Any) -> str:
+    import ipaddress
+
+    raw = bytes(b)
+    a = ipaddress.IPv6Address(raw)
+    return str(a.ipv4_mapped) if a.ipv4_mapped else str(a)
