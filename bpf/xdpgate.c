@@ -414,6 +414,8 @@ int xdpgate_decide(struct xdp_md *ctx)
 		nf.first_ns = now;
 		nf.init_is_a = a_is_src;
 		nf.override = XG_ACT_NONE;
+		nf.action[0] = XG_ACT_NONE;
+		nf.action[1] = XG_ACT_NONE;
 		__builtin_memcpy(nf.outer_a, a_is_src ? p.osrc : p.odst, 16);
 		__builtin_memcpy(nf.outer_b, a_is_src ? p.odst : p.osrc, 16);
 		/* an endpoint announced by SDP labels the flow from its first packet */
@@ -463,7 +465,8 @@ int xdpgate_decide(struct xdp_md *ctx)
 			f->call = cl->call;
 			f->override = cl->override;
 			f->flags |= XG_FF_CLASSIFIED;
-			f->pol_gen = 0;
+			f->action[0] = XG_ACT_NONE; /* the class may change the verdict */
+			f->action[1] = XG_ACT_NONE;
 			mailbox.delete(&key);
 			xg_event(XG_E_CLASS_APPLIED);
 		} else if (f->nsampled < cfg->sample_pkts) {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes as ct
 import enum
+import functools
 from dataclasses import dataclass
 
 u8, u16, u32, u64 = ct.c_uint8, ct.c_uint16, ct.c_uint32, ct.c_uint64
@@ -291,17 +292,20 @@ class TunidKey(ct.Structure):
     _fields_ = [("bank", u32), ("tun_id", u32)]
 
 
+@functools.cache
 def bits_type(rule_words: int) -> type[ct.Structure]:
     """struct xg_bits for a given XG_RULE_MAX."""
     return type(f"Bits{rule_words}", (ct.Structure,), {"_fields_": [("w", u64 * rule_words)]})
 
 
+@functools.cache
 def addrclass_type(rule_words: int) -> type[ct.Structure]:
     b = bits_type(rule_words)
     fields = [(n, b) for n in ("src", "dst", "any", "osrc", "odst")]
     return type(f"AddrClass{rule_words}", (ct.Structure,), {"_fields_": fields})
 
 
+@functools.cache
 def portbits_type(rule_words: int) -> type[ct.Structure]:
     b = bits_type(rule_words)
     fields = [(n, b) for n in ("src", "dst", "any")]

@@ -72,8 +72,12 @@ class Map:
         try:
             while True:
                 n, done = bpfsys.lookup_batch(self.fd, in_b, out_b, keys, vals, chunk)
+                ksz, vsz = ct.sizeof(self.key_t), ct.sizeof(self._vbuf_t)
+                kraw = ct.string_at(keys, n * ksz)
+                vraw = ct.string_at(vals, n * vsz)
                 for i in range(n):
-                    yield self.key_t.from_buffer_copy(keys[i]), self._vbuf_t.from_buffer_copy(vals[i])
+                    yield (self.key_t.from_buffer_copy(kraw, i * ksz),
+                           self._vbuf_t.from_buffer_copy(vraw, i * vsz))
                 if done:
                     return
                 in_b = ct.c_uint64(out_b.value)

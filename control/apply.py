@@ -1,0 +1,284 @@
+"""Write a compiled policy into the data path atomically.
+
+The policy maps hold two banks; the data path reads bank `config.gen & 1`. An
+apply diffs the wanted entries against what the inactive bank holds, writes
+only the differences, and then flips the bank with one write of `config.gen`:
+packets see the old policy or the new one, never a mix. If any write fails the
+flip does not happen, the old policy stays in force, and the bank is re-read
+before its next use.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import errno
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import layout
+from .compile import ROLES, Wanted
+from .errors import XgError
+from .maps import MapSet
+
+log = logging.getLogger("xdpgate.apply")
+GRACE_S = 0.005  # in-flight packets finish reading a bank well within this
+
+
+def _words(mask: int, n: int) -> list[int]:
+    return [(mask >> (64 * i)) & 0xFFFFFFFFFFFFFFFF for i in range(n)]
+
+
+def _mask(words: Any) -> int:
+    return sum(int(w) << (64 * i) for i, w in enumerate(words))
+
+
+@dataclass
+class BankState:
+    """What one bank holds, in the compiler's terms."""
+
+    header: dict[str, int]
+    rules: list[tuple[int, int, int, int, int]]
+    rule_names: list[str]
+    fieldbits: dict[int, int]
+    portbits: dict[int, tuple[int, int, int]]
+    addrclass: dict[int, tuple[int, ...]]
+    tunid: dict[int, int]
+    lpm: dict[tuple[int, int, int], int]
+
+
+@dataclass
+class Applier:
+    maps: MapSet
+    banks: list[BankState | None] = field(default_factory=lambda: [None, None])
+    last_flip: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    classes: dict[frozenset[str], int] = field(default_factory=dict)
+    # per-rule hits of banks no longer active, by rule name
+    retired_hits: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def sizes(self) -> layout.Sizes:
+        return self.maps.sizes
+
+    # ---- config ----------------------------------------------------------
+    def config(self) -> layout.Config:
+        c = self.maps["config"].get(ct.c_uint32(0))
+        return c if c is not None else layout.Config()
+
+    def write_config(self, **fields: int) -> None:
+        c = self.config()
+        for k, v in fields.items():
+            setattr(c, k, v)
+        self.maps["config"].set(ct.c_uint32(0), c)
+
+    @property
+    def gen(self) -> int:
+        return self.config().gen
+
+    def active_bank(self) -> int:
+        return self.gen & 1
+
+    # ---- reading a bank back (after adoption or a failed apply) -----------
+    def read_bank(self, bank: int) -> BankState:
+        s = self.sizes
+        w = s.rule_words
+        pol = self.maps["policy"].get(ct.c_uint32(bank)) or layout.Policy()
+        header = {k: getattr(pol, k) for k in ("default_action", "frag_action", "unparsed_action",
+                                                "tunnels", "flow_first", "nrules")}
+        rules = []
+        for i in range(pol.nrules):
+            r = self.maps["rules"].get(ct.c_uint32(bank * s.rule_max + i))
+            rules.append((r.action, r.rl_unit, r.rl_per, r.rl_rate, r.rl_burst) if r else (0,) * 5)
+        fb = {}
+        lo, hi = bank * layout.FB_SIZE, (bank + 1) * layout.FB_SIZE
+        for k, v in self.maps["fieldbits"].items():
+            if lo <= k.value < hi and _mask(v.w):
+                fb[k.value - lo] = _mask(v.w)
+        pb = {}
+        lo, hi = bank * layout.PORT_SLOTS, (bank + 1) * layout.PORT_SLOTS
+        for k, v in self.maps["portbits"].items():
+            if lo <= k.value < hi:
+                t = (_mask(v.src.w), _mask(v.dst.w), _mask(v.any.w))
+                if any(t):
+                    pb[k.value - lo] = t
+        ac = {}
+        lo, hi = bank * s.addrclass_max, (bank + 1) * s.addrclass_max
+        for k, v in self.maps["addrclass"].items():
+            if lo <= k.value < hi:
+                t = tuple(_mask(getattr(v, r).w) for r in ROLES)
+                if any(t):
+                    ac[k.value - lo] = t
+        tid = {k.tun_id: _mask(v.w) for k, v in self.maps["tunid"].items() if k.bank == bank}
+        lpm: dict[tuple[int, int, int], int] = {}
+        for name, ver, nbytes in (("lpm4", 4, 4), ("lpm6", 6, 16)):
+            for k in self.maps[name].keys():
+                if k.bank != bank:
+                    continue
+                v = self.maps[name].get(k)
+                if v is not None:
+                    lpm[(ver, int.from_bytes(bytes(k.addr), "big"), k.prefixlen - 8)] = v.value
+        names = [""] * len(rules)
+        del w
+        return BankState(header, rules, names, fb, pb, ac, tid, lpm)
+
+    # ---- apply -------------------------------------------------------------
+    def apply(self, wanted: Wanted) -> int:
+        """Make `wanted` the running policy; returns the new generation."""
+        with self.lock:
+            gen = self.gen
+            target = (gen + 1) & 1
+            wait = self.last_flip + GRACE_S - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            cur = self.banks[target]
+            if cur is None:
+                cur = self.read_bank(target)
+            try:
+                self._retire_hits(target)
+                self._write_bank(target, cur, wanted)
+            except OSError as e:
+                self.banks[target] = None
+                raise _map_error(e) from None
+            self.write_config(gen=gen + 1)
+            self.last_flip = time.monotonic()
+            self.banks[target] = BankState(wanted.header, wanted.rules, wanted.rule_names,
+                                           wanted.fieldbits, wanted.portbits, wanted.addrclass,
+                                           wanted.tunid, wanted.lpm)
+            self.classes = dict(wanted.classes)
+            log.debug("policy generation %d in bank %d", gen + 1, target)
+            return gen + 1
+
+    def _retire_hits(self, bank: int) -> None:
+        """Fold the per-rule hits of a bank about to be rewritten into the totals, zero them."""
+        m = self.maps["rule_hits"]
+        st = self.banks[bank]
+        base = bank * (self.sizes.rule_max + 1)
+        zero = (layout.Counter * m.ncpu)()
+        for slot in range(self.sizes.rule_max + 1):
+            v = m.get(ct.c_uint32(base + slot))
+            if v is None:
+                continue
+            pk, by = m.sum(v)
+            if pk or by:
+                if st is not None and slot < len(st.rule_names) and st.rule_names[slot]:
+                    name = st.rule_names[slot]
+                    a, b = self.retired_hits.get(name, (0, 0))
+                    self.retired_hits[name] = (a + pk, b + by)
+                m.set(ct.c_uint32(base + slot), zero)
+        bk = self.maps["buckets"]
+        for slot in range(self.sizes.rule_max):
+            bk.set(ct.c_uint32(bank * self.sizes.rule_max + slot), layout.Bucket())
+
+    def _write_bank(self, bank: int, cur: BankState, new: Wanted) -> None:
+        s = self.sizes
+        w = s.rule_words
+        Bits = layout.bits_type(w)
+        PortBits = layout.portbits_type(w)
+        AddrClass = layout.addrclass_type(w)
+
+        def bits(mask: int) -> Any:
+            return Bits((ct.c_uint64 * w)(*_words(mask, w)))
+
+        # rules (whole small array)
+        rk, rv = [], []
+        for i in range(max(len(new.rules), len(cur.rules))):
+            a = new.rules[i] if i < len(new.rules) else (0, 0, 0, 0, 0)
+            if i >= len(cur.rules) or cur.rules[i] != a:
+                rk.append(ct.c_uint32(bank * s.rule_max + i))
+                rv.append(layout.Rule(action=a[0], rl_unit=a[1], rl_per=a[2], rl_rate=a[3],
+                                      rl_burst=a[4]))
+        if rk:
+            self.maps["rules"].set_many(rk, rv)
+
+        # field bitmaps, port bitmaps, address classes: arrays, zero what went away
+        for name, old, want, base, mk in (
+            ("fieldbits", cur.fieldbits, new.fieldbits, bank * layout.FB_SIZE, bits),
+            ("portbits", cur.portbits, new.portbits, bank * layout.PORT_SLOTS,
+             lambda t: PortBits(*(bits(x) for x in t))),
+            ("addrclass", cur.addrclass, new.addrclass, bank * s.addrclass_max,
+             lambda t: AddrClass(*(bits(x) for x in t))),
+        ):
+            ks, vs = [], []
+            zero_val = mk(0 if name == "fieldbits" else (0,) * (3 if name == "portbits" else 5))
+            for idx, val in want.items():
+                if old.get(idx) != val:
+                    ks.append(ct.c_uint32(base + idx))
+                    vs.append(mk(val))
+            for idx in old.keys() - want.keys():
+                ks.append(ct.c_uint32(base + idx))
+                vs.append(zero_val)
+            if ks:
+                self.maps[name].set_many(ks, vs)
+
+        # tunnel ids (hash)
+        tm = self.maps["tunid"]
+        for t in cur.tunid.keys() - new.tunid.keys():
+            tm.delete(layout.TunidKey(bank, t))
+        for t, mask in new.tunid.items():
+            if cur.tunid.get(t) != mask:
+                tm.set(layout.TunidKey(bank, t), bits(mask))
+
+        # prefixes (LPM, banked by the key's first byte)
+        self._write_lpm(bank, cur.lpm, new.lpm)
+
+        # header last: it also carries the rule count
+        h = layout.Policy(**new.header)
+        self.maps["policy"].set(ct.c_uint32(bank), h)
+
+    def _write_lpm(self, bank: int, old: dict, new: dict) -> None:
+        for name, ver in (("lpm4", 4), ("lpm6", 6)):
+            K = layout.Lpm4Key if ver == 4 else layout.Lpm6Key
+            nbytes = 4 if ver == 4 else 16
+
+            def key(net: int, plen: int) -> Any:
+                k = K()
+                k.prefixlen = 8 + plen
+                k.bank = bank
+                k.addr[:] = list(net.to_bytes(nbytes, "big"))
+                return k
+
+            gone = [key(n, p) for (v, n, p) in old.keys() - new.keys() if v == ver]
+            ks, vs = [], []
+            for (v, n, p), cid in new.items():
+                if v == ver and old.get((v, n, p)) != cid:
+                    ks.append(key(n, p))
+                    vs.append(ct.c_uint32(cid))
+            if ks:
+                self.maps[name].set_many(ks, vs)
+            if gone:
+                self.maps[name].delete_many(gone)
+
+    # ---- per-rule hits ------------------------------------------------------
+    def rule_hits(self) -> dict[str, tuple[int, int]]:
+        """Packets and bytes per rule name: retired banks plus the active one."""
+        out = dict(self.retired_hits)
+        bank = self.active_bank()
+        st = self.banks[bank]
+        m = self.maps["rule_hits"]
+        base = bank * (self.sizes.rule_max + 1)
+        names = st.rule_names if st else []
+        for slot, name in enumerate(names):
+            v = m.get(ct.c_uint32(base + slot))
+            if v is None:
+                continue
+            pk, by = m.sum(v)
+            a, b = out.get(name, (0, 0))
+            out[name] = (a + pk, b + by)
+        return out
+
+    def default_hits(self) -> tuple[int, int]:
+        bank = self.active_bank()
+        m = self.maps["rule_hits"]
+        v = m.get(ct.c_uint32(bank * (self.sizes.rule_max + 1) + self.sizes.rule_max))
+        return m.sum(v) if v is not None else (0, 0)
+
+
+def _map_error(e: OSError) -> XgError:
+    if e.errno in (errno.E2BIG, errno.ENOSPC, errno.ENOMEM):
+        return XgError("apply policy", "(maps)", f"a map is full: {e.strerror}",
+                       "the old policy stays in force; load the filter with larger sizes "
+                       "(e.g. more prefixes) or shrink the sets")
+    return XgError("apply policy", "(maps)", e.strerror or str(e), "the old policy stays in force")
