@@ -55,7 +55,8 @@ XG_MAP("percpu_array", u32, struct xg_counter, events, XG_E_MAX, 0);
 /* token buckets of rate-limited rules (bank * XG_RULE_MAX + slot); data path, reset by controller */
 XG_MAP("array", u32, struct xg_bucket, buckets, 2 * XG_RULE_MAX, 0);
 
-/* per-packet working space off the 512-byte stack; data path */
+/* per-packet working space off the 512-byte stack, shared by the stages (pinned so
+ * a running entry stage and a newer controller's later stages agree); data path */
 struct xg_scratch {
 	struct xg_pkt p;
 	struct xg_flow_key key;
@@ -70,10 +71,12 @@ struct xg_scratch {
 	__u32 lvl; /* parser: tunnel level */
 	__u32 pad;
 };
-BPF_PERCPU_ARRAY(scratch, struct xg_scratch, 1);
+XG_MAP("percpu_array", u32, struct xg_scratch, scratch, 1, 0);
 
-/* the program's later stages (XG_PROG_LEVEL, XG_PROG_DECIDE); loader */
-BPF_PROG_ARRAY(progs, 4);
+/* the program's later stages (XG_PROG_LEVEL, XG_PROG_DECIDE); loader. Pinned: the
+ * kernel empties a program array when no process holds it, and the filter must keep
+ * working after its controller exits */
+XG_MAP("prog", u32, u32, progs, 4, 0);
 
 /* samples of new flows' first packets for the classifier; data path -> controller */
 BPF_RINGBUF_OUTPUT(samples, XG_RINGBUF_PAGES);

@@ -465,14 +465,17 @@ int xdpgate_decide(struct xdp_md *ctx)
 			f->call = cl->call;
 			f->override = cl->override;
 			f->flags |= XG_FF_CLASSIFIED;
+			if (cl->flags & XG_CF_KEEP_SAMPLING)
+				f->flags |= XG_FF_KEEP_SAMPLING;
 			f->action[0] = XG_ACT_NONE; /* the class may change the verdict */
 			f->action[1] = XG_ACT_NONE;
 			mailbox.delete(&key);
 			xg_event(XG_E_CLASS_APPLIED);
-		} else if (f->nsampled < cfg->sample_pkts) {
-			sample(ctx, &p, &key, f, dir, now);
 		}
 	}
+	if ((!(f->flags & XG_FF_CLASSIFIED) || (f->flags & XG_FF_KEEP_SAMPLING)) &&
+	    f->nsampled < cfg->sample_pkts)
+		sample(ctx, &p, &key, f, dir, now);
 	if (f->flags & XG_FF_CLASSIFIED) {
 		dim_count(XG_D_APP + (f->app < XG_APP_MAX ? f->app : 0), bytes);
 		dim_count(XG_D_CAT + (f->category < XG_CAT_MAX ? f->category : 0), bytes);

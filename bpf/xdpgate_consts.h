@@ -106,6 +106,12 @@ enum xg_flow_flag {
 	XG_FF_CLASSIFIED = 1, /* class fields hold the controller's label */
 	XG_FF_EXPECTED = 2,   /* labelled at creation from an expectation (SDP) */
 	XG_FF_SAMPLE_LOST = 4, /* a sample of this flow was lost (ring buffer full) */
+	XG_FF_KEEP_SAMPLING = 8, /* labelled, but the controller wants its first packets still */
+};
+
+/* Class flags (struct xg_class.flags). */
+enum xg_class_flag {
+	XG_CF_KEEP_SAMPLING = 1, /* e.g. SIP: the SDP of later messages announces media */
 };
 
 /* Events (events map): things worth counting that are not packet verdicts. */

@@ -56,7 +56,7 @@ struct xg_class {
 	__u8 call;
 	__u8 override; /* enum xg_action, or XG_ACT_NONE */
 	__u8 confidence; /* percent */
-	__u16 pad;
+	__u16 flags;     /* XG_CF_* */
 };
 
 /* An expected endpoint (media announced by SDP): a new flow whose either

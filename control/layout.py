@@ -118,6 +118,10 @@ class FlowFlag(enum.IntFlag):
     CLASSIFIED = 1
     EXPECTED = 2
     SAMPLE_LOST = 4
+    KEEP_SAMPLING = 8
+
+
+CF_KEEP_SAMPLING = 1
 
 
 class Event(enum.IntEnum):
@@ -219,7 +223,7 @@ class Class(ct.Structure):
         ("call", u8),
         ("override", u8),
         ("confidence", u8),
-        ("pad", u16),
+        ("flags", u16),
     ]
 
 

@@ -20,7 +20,7 @@ from .layout import Sizes
 PERCPU = {"counters", "rule_hits", "dims", "events"}
 PINNED = ("config", "policy", "rules", "fieldbits", "portbits", "addrclass", "tunid", "lpm4",
           "lpm6", "flows", "mailbox", "expect", "counters", "rule_hits", "dims", "events",
-          "buckets")
+          "buckets", "scratch", "progs")
 
 
 class Map:

@@ -14,7 +14,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 pkgs=(python3 python3-venv python3-pip python3-bpfcc libbpfcc linux-headers-amd64
-	iproute2 nftables ipset ethtool procps kmod ca-certificates)
+	iproute2 iputils-ping nftables ipset ethtool procps kmod ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,7 +20,7 @@ __all__ = ["Classifier", "Expectation", "HostKnowledge", "Label", "MODULES"]
 MODULES: tuple[str, ...] = (
     "dns", "sip", "stun", "rtp", "dtls", "iax2", "h323", "mgcp", "teamspeak", "mumble",
     "bittorrent", "gnutella", "http", "tls", "quic", "whatsapp", "zoom", "discord",
-    "telegram", "wireguard", "openvpn", "netproto", "skinny",
+    "telegram", "wireguard", "openvpn", "netproto", "skinny", "qq",
 )
 
 IDLE_TIMEOUT = {"tcp": 300.0, "udp": 120.0}
@@ -154,14 +154,17 @@ class Classifier:
                 continue
             if r is GIVE_UP:
                 f.given_up.add(spec.name)
+                if f.tentative is not None and f.state.get("_tentative_by") == spec.name:
+                    f.tentative = None  # its author took it back
                 continue
             if r.confidence >= DECIDE:
                 if mod.learn is not None:
                     f.learner = mod.learn
                     mod.learn(f, sample, self)
                 return self._decide(f, r)
-            if f.tentative is None or r.confidence > f.tentative.confidence:
+            if f.tentative is None or r.confidence >= f.tentative.confidence:
                 f.tentative = r
+                f.state["_tentative_by"] = spec.name
         if len(f.samples) >= self.max_packets:
             return self._decide(f, self._fallback(f))
         return None
@@ -225,7 +228,8 @@ class Classifier:
             if lab.category == "voip":
                 return voip_label(app, f"host:{how}", 0.45)
             return lab
-        return app_label(app, f"host:{how}", 0.4, l4=f.key.l4)
+        # over TCP the payload had its chance (TLS SNI, HTTP Host): the address is a weak hint
+        return app_label(app, f"host:{how}", 0.15, l4=f.key.l4)
 
 
 def _canon(key: FlowKey) -> tuple:

@@ -106,7 +106,7 @@ HOST_SUFFIXES: dict[str, str] = {
     "doh-dot", "dns.adguard.com": "doh-dot", "doh.cleanbrowsing.org": "doh-dot",
     # vpn
     "tunnelbear.com": "tunnelbear", "nordvpn.com": "nordvpn", "nordcdn.com": "nordvpn",
-    "protonvpn.com": "protonvpn", "expressvpn.com": "expressvpn", "surfshark.com": "surfshark",
+    "protonvpn.com": "protonvpn", "surfshark.com": "surfshark",
     "windscribe.com": "windscribe", "mullvad.net": "mullvad", "hotspotshield.com": "hotspotshield",
     "tailscale.com": "tailscale", "tailscale.io": "tailscale", "opera-proxy.net": "operavpn",
     "psiphon.ca": "psiphon", "fortinet.com": "forticlient", "forticlient.com": "forticlient",
@@ -128,14 +128,29 @@ HOST_SUFFIXES: dict[str, str] = {
     "scorecardresearch.com": "ads-analytic-track", "app-measurement.com": "ads-analytic-track",
     "adjust.com": "ads-analytic-track", "appsflyer.com": "ads-analytic-track",
     "branch.io": "ads-analytic-track",
+    "polargrizzly.com": "tunnelbear", "ntop.org": "ntop", "dazn-api.com": "dazn",
+    "indazn.com": "dazn", "microsoftonline.com": "microsoft365", "dingtalk.com": "dingtalk",
+    "gaijinent.com": "gaijinentertainment", "crossout.net": "gaijinentertainment",
+    "nvidiagrid.net": "geforcenow", "geforcenow.com": "geforcenow", "dota2.com": "dota2",
+    "steamserver.net": "steam", "microsoftstream.com": "skype-teams", "zattoo.com": "zattoo",
+    "vpn-api.proton.me": "protonvpn", "simplednscrypt.org": "dnscrypt",
+    "mqtt-mini.facebook.com": "facebookmessenger", "edge-mqtt.facebook.com": "facebookmessenger",
+    "dnscrypt.info": "dnscrypt",
 }
+
+# Name shapes that say what a server is whatever its domain: DNS-over-HTTPS/TLS resolvers are
+# conventionally named doh.* / dns.* / dnsN.*.
+HOST_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"^(doh|dot)[0-9-]*\.|\.doh\.", "doh-dot"),
+    (r"^dns[0-9]*\.[^.]+\.[^.]+", "doh-dot"),
+)
 
 # A label containing one of these words (e.g. "whatsapp-cdn-shv-01-mxp1") names the app.
 HOST_WORDS: tuple[tuple[str, str], ...] = (
     ("whatsapp", "whatsapp"), ("googlevideo", "youtube"), ("youtube", "youtube"),
     ("nflxvideo", "netflix"), ("netflix", "netflix"), ("fbcdn", "facebook"),
     ("facebook", "facebook"), ("instagram", "instagram"), ("telegram", "telegram"),
-    ("spotify", "spotify"), ("skype", "skype-teams"), ("zoom", "zoom"),
+    ("spotify", "spotify"), ("skype", "skype-teams"), ("pluralsight", "pluralsight"),
     ("tiktok", "tiktok"), ("twitch", "twitch"), ("dropbox", "dropbox"),
 )
 
@@ -166,6 +181,11 @@ def app_for_host(name: str) -> str | None:
             return None if app == "unknown" else app
     for word, app in HOST_WORDS:
         if word in name:
+            return app
+    import re
+
+    for pat, app in HOST_PATTERNS:
+        if re.search(pat, name):
             return app
     return None
 

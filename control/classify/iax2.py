@@ -24,6 +24,8 @@ def full_frame(pl: bytes) -> tuple[int, int, int, int] | None:
         return None
     if ftype == 6 and sub not in IAX_SUBCLASSES:
         return None
+    if pl[8] > 64 or pl[9] > 64:  # sequence numbers start at 0 with each call
+        return None
     return src & 0x7FFF, dst & 0x7FFF, ftype, sub
 
 
@@ -38,8 +40,8 @@ def match(flow: Flow, ctx) -> Label | None:
     on_port = flow.has_port(PORT)
     if f[2] == 6 and f[3] == 1 and f[1] == 0 and flow.last.payload[8:10] == b"\x00\x00":
         return voip_label("iax", "iax2-new", 0.85 if on_port else 0.6)
-    if prev is not None and (prev[0] in (f[0], f[1]) or prev[1] in (f[0], f[1])):
-        return voip_label("iax", "iax2-call-numbers", 0.85)
+    if prev is not None and f[0] and (prev[0], prev[1]) in ((f[1], f[0]), (f[0], f[1])):
+        return voip_label("iax", "iax2-call-numbers", 0.85 if on_port else 0.6)
     if on_port and f[2] == 6:
         return voip_label("iax", "iax2-control", 0.7)
-    return voip_label("iax", "iax2-frame", 0.3)
+    return voip_label("iax", "iax2-frame", 0.3) if on_port else None

@@ -24,7 +24,9 @@ def match(flow: Flow, ctx) -> Label | None:
     op = pl[0] >> 3
     if flow.last.dir == 0 and op in RESET_CLIENT and flow.npayload == 1:
         flow.state["ovpn"] = pl[1:9]
-        return app_label("openvpn", "openvpn-hard-reset", 0.45, l4=flow.l4)
+        if flow.has_port(1194):
+            return app_label("openvpn", "openvpn-hard-reset", 0.45, l4=flow.l4)
+        return None  # alone too weak off its port: wait for the server's reset
     if flow.last.dir == 1 and op in RESET_SERVER and "ovpn" in flow.state:
         return app_label("openvpn", "openvpn-reset-pair", 0.9, l4=flow.l4)
     return GIVE_UP

@@ -35,8 +35,7 @@ PORTS: dict[tuple[str, int], str] = {
     ("tcp", 5900): "vnc", ("tcp", 3306): "mysql", ("tcp", 5432): "postgresql",
     ("tcp", 1433): "mssql", ("tcp", 27017): "mongodb", ("tcp", 6379): "resp",
     ("tcp", 1883): "mqtt", ("udp", 5683): "coap", ("tcp", 179): "bgp", ("tcp", 389): "ldap",
-    ("udp", 3702): "wsd", ("udp", 5351): "nat-pmp", ("tcp", 5222): "jabber",
-    ("tcp", 5223): "applepush", ("tcp", 554): "rtsp", ("tcp", 1935): "rtmp",
+    ("udp", 3702): "wsd", ("udp", 5351): "nat-pmp", ("tcp", 5223): "applepush", ("tcp", 554): "rtsp", ("tcp", 1935): "rtmp",
     ("tcp", 9092): "kafka", ("tcp", 2049): "nfs", ("udp", 2049): "nfs", ("udp", 3544): "teredo",
     ("udp", 5246): "capwap", ("udp", 5247): "capwap", ("udp", 6343): "sflow",
     ("udp", 2055): "netflow", ("udp", 27015): "source-engine", ("tcp", 8333): "bitcoin",
@@ -52,6 +51,7 @@ PORTS: dict[tuple[str, int], str] = {
 
 def match(flow: Flow, ctx) -> Label | None:
     l4 = flow.l4
+    first = next((s.payload for s in flow.samples if s.payload), b"")
     for port in (flow.sport, flow.cport):
         app = PORTS.get((l4, port))
         if app is not None:
@@ -59,6 +59,8 @@ def match(flow: Flow, ctx) -> Label | None:
 
             if app not in APP_CATEGORY:
                 continue
+            if app == "quic" and first and not first[0] & 0x40:
+                continue  # QUIC always sets the fixed bit
             lab = app_label(app, f"port:{port}", CONFIDENCE, l4=l4)
             if lab.app in ("stun", "sip", "h323", "mgcp", "megaco", "iax", "teamspeak", "mumble"):
                 return Label(lab.app, "voip", CONFIDENCE, lab.reason)

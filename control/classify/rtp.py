@@ -39,19 +39,25 @@ def rtp_header(pl: bytes) -> tuple[int, int, int, int] | None:
 
 
 def is_rtcp(pl: bytes) -> bool:
-    """A compound RTCP packet starting with SR or RR, its lengths consistent."""
+    """A compound RTCP packet starting with SR or RR whose report lengths add up exactly."""
     if len(pl) < 8 or pl[0] >> 6 != 2 or pl[1] not in RTCP_FIRST:
+        return False
+    rc = pl[0] & 0x1F
+    words = struct.unpack_from("!H", pl, 2)[0]
+    if words != (6 if pl[1] == 200 else 1) + 6 * rc:
         return False
     off = 0
     for _ in range(8):
         if off + 4 > len(pl):
-            break
+            return False
         if pl[off] >> 6 != 2 or pl[off + 1] not in RTCP_TYPES:
             return False
         off += (struct.unpack_from("!H", pl, off + 2)[0] + 1) * 4
-        if off >= len(pl):
-            break
-    return True
+        if off == len(pl):
+            return True
+        if off > len(pl):
+            return len(pl) >= 900  # cut by the snap length
+    return False
 
 
 def _frames(flow: Flow, pl: bytes) -> bytes:
@@ -85,16 +91,18 @@ def match(flow: Flow, ctx) -> Label | None:
         if last is not None and _continues(last, hdr):
             return _label(flow, ctx, "rtp", "rtp-seq-ssrc", 0.85)
         st["rtp_hits"] = st.get("rtp_hits", 0) + 1
-        return _label(flow, ctx, "rtp", "rtp-header", 0.3)
+        if st["rtp_hits"] >= 3:
+            return GIVE_UP  # three headers that never continue each other: not RTP
+        return None  # one header alone is chance (a quarter of random bytes look like it)
     if is_rtcp(pl):
         st["rtcp_hits"] = st.get("rtcp_hits", 0) + 1
         if st["rtcp_hits"] >= 2 or len(pl) >= 28:
             return _label(flow, ctx, "rtcp", "rtcp-compound", 0.7)
         return _label(flow, ctx, "rtcp", "rtcp-header", 0.3)
-    if st.get("rtp_hits") or st.get("rtcp_hits") or st.get("stun_seen"):
-        return None  # interleaved with STUN/DTLS, or a stray packet: keep watching
-    if flow.npayload >= 3:
-        return GIVE_UP
+    if st.get("stun_seen"):
+        return None  # interleaved with STUN/DTLS: keep watching
+    if flow.npayload >= 2:
+        return GIVE_UP  # a second packet that is not RTP/RTCP: the first one was chance
     return None
 
 
@@ -107,7 +115,4 @@ def _label(flow: Flow, ctx, app: str, reason: str, conf: float) -> Label:
             app = HOST_CALL_APPS[hit[0]]
             reason = f"{reason}+host"
             break
-    lab = voip_label(app, reason, conf)
-    if conf >= 0.5 and flow.l4 == "udp":
-        ctx.remember_call_endpoint("udp", flow.key.src, flow.key.sport, lab)
-    return lab
+    return voip_label(app, reason, conf)

@@ -11,9 +11,9 @@ from statistics import median
 
 from .base import Flow, Label
 
-MIN_PACKETS = 6
-SIZE_RANGE = (20, 1100)  # payload bytes of audio and video frames
-IAT_RANGE = (0.004, 0.12)  # seconds between packets of one direction
+MIN_PACKETS = 8
+SIZE_RANGE = (40, 1100)  # payload bytes of audio and video frames
+IAT_RANGE = (0.01, 0.07)  # seconds between packets of one direction
 MIN_SHARE_IN_RANGE = 0.8
 CONFIDENCE = 0.35
 
@@ -39,6 +39,11 @@ def match(flow: Flow, ctx) -> Label | None:
         return None
     if _printable_share(samples) > 0.7:
         return None  # text protocol, not encrypted media
+    if len({s.dir for s in samples}) < 2:
+        return None  # a call talks both ways
+    jitter = median(abs(x - m) for x in iats)
+    if jitter > 0.5 * m:
+        return None  # codecs pace their frames; bursts are something else
     return Label("unknown", "voip", CONFIDENCE, "voip-stats")
 
 

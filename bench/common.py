@@ -1,0 +1,363 @@
+"""Shared helpers for the benchmarks in bench/ (not tests: they print figures, never assert times).
+
+- Lab: uniquely named network namespaces joined by a veth pair, always removed (use it as a
+  context manager); nothing is done to the host's own interfaces or addresses.
+- Programs: a bare XDP_DROP program (optionally counting) compiled with bcc, xdpgate loaded
+  through the real loader, attaching either to a veth inside a lab namespace.
+- Policy: compile + apply through the real path (compile_policy + Applier), as tests/harness.py does.
+- Timing: BPF_PROG_TEST_RUN with repeat, medians over rounds.
+- Data: random prefixes (IPv4 /24-/32, IPv6), random flow keys, frames built with scapy.
+- Output: the last line of every bench is `name=value` pairs (`kv_line`).
+
+Every bench is run as root with the project's venv:
+    /opt/xdpgate/venv/bin/python -m bench.bench_datapath   (from the repository root)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes as ct
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python bench/bench_x.py` as well as `python -m bench.bench_x`
+    sys.path.insert(0, str(ROOT))
+
+from xdpgate.control import bpfsys, layout, loader  # noqa: E402
+from xdpgate.control import compile as comp  # noqa: E402
+from xdpgate.control import policy as pol  # noqa: E402
+from xdpgate.control import sets as xsets  # noqa: E402
+from xdpgate.control.apply import Applier  # noqa: E402
+
+XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 0, 1, 2, 3, 4
+XDP_FLAGS_DRV_MODE = 4
+CLONE_NEWNET = 0x40000000
+BPF_F_TEST_XDP_LIVE_FRAMES = 2
+
+_libc = ct.CDLL(None, use_errno=True)
+
+
+def log(*a: Any) -> None:
+    print(*a, flush=True)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        sys.exit("benchmarks need root (bpf, network namespaces)")
+
+
+def kv_line(pairs: dict[str, Any]) -> str:
+    """The bench's last line: name=value pairs, floats with 4 significant digits."""
+    out = []
+    for k, v in pairs.items():
+        if isinstance(v, float):
+            v = f"{v:.4g}"
+        out.append(f"{k}={v}")
+    return " ".join(out)
+
+
+def sh(*args: str, check: bool = True, input: str | None = None,
+       capture: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), check=check, input=input, text=True,
+                          capture_output=capture)
+
+
+# ---- lab: namespaces and veths ----------------------------------------------
+
+def unique(tag: str) -> str:
+    """A name unique to this process: xgb<pid%100000><tag> (<= 15 chars for interfaces)."""
+    return f"xgb{os.getpid() % 100000}{tag}"[:15]
+
+
+@dataclass
+class Lab:
+    """Namespaces joined by one veth pair: `a` in ns_a, `b` in ns_b (ns_b = ns_a if one ns).
+
+    Addresses are inside the namespaces only (10.x / fd00:x). Removed on exit, whatever
+    happened; deleting a namespace also removes its veths and any XDP programs on them.
+    """
+
+    tag: str
+    two_ns: bool = True
+    ns_a: str = ""
+    ns_b: str = ""
+    a: str = ""
+    b: str = ""
+    addr_a: str = "10.99.0.1"
+    addr_b: str = "10.99.0.2"
+    addr6_a: str = "fd00:99::1"
+    addr6_b: str = "fd00:99::2"
+    mac_a: str = "02:00:00:99:00:01"
+    mac_b: str = "02:00:00:99:00:02"
+    _made: list[str] = field(default_factory=list)
+
+    def __enter__(self) -> Lab:
+        self.ns_a = unique(self.tag + "a")
+        self.ns_b = unique(self.tag + "b") if self.two_ns else self.ns_a
+        self.a, self.b = unique(self.tag + "A"), unique(self.tag + "B")
+        try:
+            for ns in dict.fromkeys((self.ns_a, self.ns_b)):
+                sh("ip", "netns", "add", ns)
+                self._made.append(ns)
+                sh("ip", "-n", ns, "link", "set", "lo", "up")
+            # create the pair inside ns_a, then move b: the host's namespace is never touched
+            sh("ip", "-n", self.ns_a, "link", "add", self.a, "address", self.mac_a, "type", "veth",
+               "peer", "name", self.b, "address", self.mac_b)
+            if self.two_ns:
+                sh("ip", "-n", self.ns_a, "link", "set", self.b, "netns", self.ns_b)
+            for ns, dev, a4, a6 in ((self.ns_a, self.a, self.addr_a, self.addr6_a),
+                                    (self.ns_b, self.b, self.addr_b, self.addr6_b)):
+                sh("ip", "-n", ns, "addr", "add", f"{a4}/24", "dev", dev)
+                sh("ip", "-n", ns, "addr", "add", f"{a6}/64", "dev", dev, "nodad")
+                sh("ip", "-n", ns, "link", "set", dev, "up")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        for ns in reversed(self._made):
+            sh("ip", "netns", "del", ns, check=False)
+        self._made.clear()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def ifindex(self, side: str) -> int:
+        ns, dev = (self.ns_a, self.a) if side == "a" else (self.ns_b, self.b)
+        out = sh("ip", "-n", ns, "-o", "link", "show", "dev", dev).stdout
+        return int(out.split(":", 1)[0])
+
+    def ns_of(self, side: str) -> str:
+        return self.ns_a if side == "a" else self.ns_b
+
+    def dev_of(self, side: str) -> str:
+        return self.a if side == "a" else self.b
+
+
+def attach_fd(ns: str, dev: str, fd: int, flags: int = XDP_FLAGS_DRV_MODE) -> None:
+    """Attach an XDP program fd (any program) to a device in a namespace; fd -1 detaches."""
+    from pyroute2 import NetNS
+
+    with NetNS(ns) as ipr:
+        idx = ipr.link_lookup(ifname=dev)[0]
+        ipr.link("set", index=idx,
+                 IFLA_XDP={"attrs": [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", flags)]})
+
+
+@contextlib.contextmanager
+def in_netns(ns: str) -> Iterator[None]:
+    """Run the calling thread inside a namespace for a while (for BPF calls that look up
+    devices in the caller's namespace, e.g. live-frame test runs redirecting to a veth)."""
+    here = os.open("/proc/self/ns/net", os.O_RDONLY)
+    there = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if _libc.setns(there, CLONE_NEWNET) != 0:
+            raise OSError(ct.get_errno(), f"setns {ns}")
+        yield
+    finally:
+        if _libc.setns(here, CLONE_NEWNET) != 0:  # must not stay in the lab namespace
+            raise OSError(ct.get_errno(), "setns back to the original namespace")
+        os.close(there)
+        os.close(here)
+
+
+# ---- programs ---------------------------------------------------------------
+
+BARE_DROP_C = "int bare_drop(struct xdp_md *ctx) { return XDP_DROP; }\n"
+
+COUNTING_DROP_C = """
+BPF_PERCPU_ARRAY(drops, u64, 1);
+int bare_drop(struct xdp_md *ctx) {
+    u32 z = 0;
+    u64 *c = drops.lookup(&z);
+    if (c)
+        *c += 1;
+    return XDP_DROP;
+}
+"""
+
+
+class BareProg:
+    """A tiny bcc XDP program (XDP_DROP, optionally counting its drops per CPU)."""
+
+    def __init__(self, counting: bool = False, text: str | None = None, fn: str = "bare_drop",
+                 cflags: list[str] | None = None) -> None:
+        from bcc import BPF
+
+        self.counting = counting
+        self.b = BPF(text=(text or (COUNTING_DROP_C if counting else BARE_DROP_C)).encode(),
+                     cflags=cflags or [])
+        self.fd = self.b.load_func(fn.encode(), BPF.XDP).fd
+
+    def drops(self) -> int:
+        return sum(self.b[b"drops"][ct.c_int(0)]) if self.counting else 0
+
+    def close(self) -> None:
+        self.b.cleanup()
+
+
+def load_xdpgate(sizes: layout.Sizes) -> loader.Filter:
+    return loader.load(sizes, pin=False)
+
+
+class Policy:
+    """Apply policies to a loaded filter through the real compile + apply path."""
+
+    def __init__(self, flt: loader.Filter) -> None:
+        self.f = flt
+        self.ap = Applier(flt.maps)
+
+    def apply(self, policy: pol.Policy | dict | str, sets: dict | None = None) -> dict[str, float]:
+        """Returns seconds spent compiling and applying. `sets` (name -> prefixes) stands
+        for sets.resolve(policy) when the caller has already parsed the set text."""
+        if isinstance(policy, str):
+            policy = pol.from_yaml(policy)
+        elif isinstance(policy, dict):
+            policy = pol.from_dict(policy)
+        t0 = time.perf_counter()
+        resolved = sets if sets is not None else xsets.resolve(policy)
+        t1 = time.perf_counter()
+        wanted = comp.compile_policy(policy, resolved, self.f.sizes, self.ap.classes)
+        t2 = time.perf_counter()
+        self.ap.apply(wanted)
+        t3 = time.perf_counter()
+        return {"resolve_s": t1 - t0, "compile_s": t2 - t1, "apply_s": t3 - t2}
+
+    def config(self, **fields: int) -> None:
+        self.ap.write_config(**fields)
+
+
+def counters(flt: loader.Filter) -> dict[tuple[int, int], tuple[int, int]]:
+    """(reason, verdict) -> (pkts, bytes), summed over CPUs."""
+    cells = flt.maps["counters"].counters()
+    return {(i // layout.V_MAX, i % layout.V_MAX): c for i, c in enumerate(cells)}
+
+
+def drops_of(flt: loader.Filter) -> int:
+    return sum(p for (r, v), (p, _) in counters(flt).items() if v == layout.Verdict.DROP)
+
+
+# ---- timing -----------------------------------------------------------------
+
+def test_run_ns(fd: int, frame: bytes, repeat: int) -> tuple[int, int]:
+    """(XDP action, ns per run) from one BPF_PROG_TEST_RUN."""
+    rv, _, dur = bpfsys.test_run(fd, frame, repeat)
+    return rv, dur
+
+
+def per_packet_ns(fd: int, frames: list[bytes], repeat: int, rounds: int = 5) -> tuple[float, list]:
+    """Mean over frames of the per-run ns, median over rounds (each round runs every frame
+    `repeat` times). Returns (ns, per-round values)."""
+    vals = []
+    for _ in range(rounds):
+        tot = 0.0
+        for fr in frames:
+            _, d = test_run_ns(fd, fr, repeat)
+            tot += d
+        vals.append(tot / len(frames))
+    return statistics.median(vals), vals
+
+
+def live_frames_run(fd: int, frame: bytes, repeat: int, ingress_ifindex: int,
+                    batch_size: int = 64) -> None:
+    """BPF_PROG_TEST_RUN in live-frame mode: the program's XDP_REDIRECT/XDP_TX really
+    transmit (the kernel's own fast packet generator path, as xdp-trafficgen uses)."""
+
+    class XdpMd(ct.Structure):
+        _fields_ = [("data", ct.c_uint32), ("data_end", ct.c_uint32), ("data_meta", ct.c_uint32),
+                    ("ingress_ifindex", ct.c_uint32), ("rx_queue_index", ct.c_uint32),
+                    ("egress_ifindex", ct.c_uint32)]
+
+    din = ct.create_string_buffer(frame, len(frame))
+    md = XdpMd(data=0, data_end=len(frame), ingress_ifindex=ingress_ifindex)
+    a = bpfsys._TestRun(prog_fd=fd, data_size_in=len(frame), data_in=ct.addressof(din),
+                        repeat=repeat, ctx_size_in=ct.sizeof(md), ctx_in=ct.addressof(md),
+                        flags=BPF_F_TEST_XDP_LIVE_FRAMES, batch_size=batch_size)
+    bpfsys._call(bpfsys.PROG_TEST_RUN, a)
+
+
+# ---- data -------------------------------------------------------------------
+
+def random_prefixes(n: int, v6_share: float = 0.1, seed: int = 1) -> tuple[list[str], int, int]:
+    """n distinct random prefixes as text: IPv4 /24-/32 and (v6_share of them) IPv6 /32-/128.
+
+    Returns (lines, n_v4, n_v6): IPv4 lines first, each family sorted. Deterministic for a seed."""
+    import socket
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n6 = int(n * v6_share)
+    n4 = n - n6
+    packed = np.zeros(0, dtype=np.uint64)  # net << 6 | plen, unique
+    while len(packed) < n4:
+        k = int((n4 - len(packed)) * 1.1) + 64
+        addrs = rng.integers(0, 1 << 32, size=k, dtype=np.uint64)
+        plens = rng.integers(24, 33, size=k, dtype=np.uint64)
+        masks = (np.uint64(0xFFFFFFFF) << (np.uint64(32) - plens)) & np.uint64(0xFFFFFFFF)
+        packed = np.unique(np.concatenate([packed, ((addrs & masks) << np.uint64(6)) | plens]))
+    packed = np.sort(rng.permutation(packed)[:n4])
+    nets = (packed >> np.uint64(6)).tolist()
+    plens = (packed & np.uint64(63)).tolist()
+    lines = [f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}/{p}"
+             for a, p in zip(nets, plens)]
+    out6: set[tuple[int, int]] = set()
+    rnd = random.Random(seed)
+    while len(out6) < n6:
+        plen = rnd.choice((32, 48, 56, 64, 64, 64, 128))
+        net = (0x2001_0db8 << 96 | rnd.getrandbits(96)) if rnd.random() < 0.5 else \
+            (0x2a00 << 112 | rnd.getrandbits(112))
+        net &= ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1)
+        out6.add((net, plen))
+    lines += [f"{socket.inet_ntop(socket.AF_INET6, a.to_bytes(16, 'big'))}/{p}"
+              for a, p in sorted(out6)]
+    return lines, n4, n6
+
+
+def eth(src: str = "02:00:00:00:00:01", dst: str = "02:00:00:00:00:02"):
+    from scapy.layers.l2 import Ether
+
+    return Ether(src=src, dst=dst)
+
+
+def addr16(ip: str) -> bytes:
+    from xdpgate.control.maps import addr16 as a16
+
+    return a16(ip)
+
+
+def flow_key(src: str, dst: str, sport: int, dport: int, proto: int, tun_type: int = 0,
+             tun_id: int = 0) -> tuple[layout.FlowKey, bool]:
+    """The data path's canonical key for a packet, and whether src is endpoint a.
+
+    Mirrors xdpgate_decide: addresses are compared as four native-endian (x86: little-endian)
+    u32 words, then ports in host order."""
+    s, d = addr16(src), addr16(dst)
+    a_is_src = sport <= dport
+    for i in range(4):
+        ws = int.from_bytes(s[4 * i:4 * i + 4], "little")
+        wd = int.from_bytes(d[4 * i:4 * i + 4], "little")
+        if ws != wd:
+            a_is_src = ws < wd
+            break
+    k = layout.FlowKey()
+    if a_is_src:
+        k.addr_a[:], k.addr_b[:], k.port_a, k.port_b = list(s), list(d), _hton16(sport), _hton16(dport)
+    else:
+        k.addr_a[:], k.addr_b[:], k.port_a, k.port_b = list(d), list(s), _hton16(dport), _hton16(sport)
+    k.proto, k.tun_type, k.tun_id = proto, tun_type, tun_id
+    return k, a_is_src
+
+
+def _hton16(v: int) -> int:
+    return int.from_bytes(v.to_bytes(2, "big"), "little")

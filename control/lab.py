@@ -1,0 +1,147 @@
+"""A lab of network namespaces joined by veth pairs, for the demo and the tests.
+
+    client ns  c0 ---- g1 [ gateway ns: xdpgate on g1 and g2, forwarding ] g2 ---- s0  server ns
+    10.77.1.2                10.77.1.1                10.77.2.1                   10.77.2.2
+    fd00:77:1::2                                                                  fd00:77:2::2
+
+The server also answers on 203.0.113.10 and 2001:db8:100::10 (a "licensed carrier"
+range in the example policy). Neighbour entries are static so ARP cannot race, and
+everything lives in the lab's own namespaces: the host's interfaces are untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+from dataclasses import dataclass, field
+
+
+def run(*argv: str, check: bool = True, ns: str | None = None,
+        capture: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(argv)
+    return subprocess.run(cmd, check=check, text=True, capture_output=capture)
+
+
+def _mac(n: int) -> str:
+    return f"02:77:00:00:00:{n:02x}"
+
+
+@dataclass
+class Lab:
+    prefix: str
+    client_ns: str = ""
+    gw_ns: str = ""
+    server_ns: str = ""
+    client_ip4: str = "10.77.1.2"
+    server_ip4: str = "10.77.2.2"
+    client_ip6: str = "fd00:77:1::2"
+    server_ip6: str = "fd00:77:2::2"
+    carrier_ip4: str = "203.0.113.10"
+    carrier_ip6: str = "2001:db8:100::10"
+    gw_ifaces: list[str] = field(default_factory=list)
+    client_if: str = ""
+    server_if: str = ""
+
+    def __post_init__(self) -> None:
+        p = self.prefix
+        self.client_ns, self.gw_ns, self.server_ns = f"{p}-c", f"{p}-g", f"{p}-s"
+        self.gw_ifaces = [f"{p}g1", f"{p}g2"]
+        self.client_if, self.server_if = f"{p}c0", f"{p}s0"
+
+    @classmethod
+    def create(cls, prefix: str | None = None) -> Lab:
+        prefix = prefix or "xg" + secrets.token_hex(3)
+        if len(prefix) > 12 or not prefix.replace("-", "").isalnum():
+            raise ValueError("lab prefix: up to 12 letters and digits")
+        lab = cls(prefix)
+        try:
+            lab._build()
+        except BaseException:
+            lab.destroy()
+            raise
+        return lab
+
+    def _build(self) -> None:
+        c, g, s = self.client_ns, self.gw_ns, self.server_ns
+        g1, g2 = self.gw_ifaces
+        for ns in (c, g, s):
+            run("ip", "netns", "add", ns)
+            run("ip", "link", "set", "lo", "up", ns=ns)
+        run("ip", "link", "add", self.client_if, "netns", c, "address", _mac(1), "type", "veth",
+            "peer", "name", g1, "netns", g, "address", _mac(2))
+        run("ip", "link", "add", self.server_if, "netns", s, "address", _mac(4), "type", "veth",
+            "peer", "name", g2, "netns", g, "address", _mac(3))
+        for ns in (c, g, s):
+            run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", ns=ns, check=False)
+            run("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", ns=ns, check=False)
+            run("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", ns=ns, check=False)
+        run("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=g)
+        run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", ns=g)
+        addrs = [
+            (c, self.client_if, ["10.77.1.2/24", "fd00:77:1::2/64"]),
+            (g, g1, ["10.77.1.1/24", "fd00:77:1::1/64"]),
+            (g, g2, ["10.77.2.1/24", "fd00:77:2::1/64"]),
+            (s, self.server_if, ["10.77.2.2/24", "fd00:77:2::2/64", "203.0.113.10/32",
+                                 "2001:db8:100::10/128"]),
+        ]
+        for ns, dev, nets in addrs:
+            for a in nets:
+                run("ip", "addr", "add", a, "dev", dev, *(["nodad"] if ":" in a else []), ns=ns)
+            run("ip", "link", "set", dev, "up", ns=ns)
+        run("ip", "route", "add", "default", "via", "10.77.1.1", ns=c)
+        run("ip", "-6", "route", "add", "default", "via", "fd00:77:1::1", ns=c)
+        run("ip", "route", "add", "default", "via", "10.77.2.1", ns=s)
+        run("ip", "-6", "route", "add", "default", "via", "fd00:77:2::1", ns=s)
+        run("ip", "route", "add", "203.0.113.10/32", "via", "10.77.2.2", ns=g)
+        run("ip", "-6", "route", "add", "2001:db8:100::10/128", "via", "fd00:77:2::2", ns=g)
+        neigh = [
+            (c, self.client_if, "10.77.1.1", _mac(2)), (c, self.client_if, "fd00:77:1::1", _mac(2)),
+            (g, g1, "10.77.1.2", _mac(1)), (g, g1, "fd00:77:1::2", _mac(1)),
+            (g, g2, "10.77.2.2", _mac(4)), (g, g2, "fd00:77:2::2", _mac(4)),
+            (s, self.server_if, "10.77.2.1", _mac(3)), (s, self.server_if, "fd00:77:2::1", _mac(3)),
+        ]
+        for ns, dev, ip, mac in neigh:
+            run("ip", "neigh", "replace", ip, "lladdr", mac, "dev", dev, "nud", "permanent", ns=ns)
+
+    def destroy(self) -> None:
+        for ns in (self.client_ns, self.gw_ns, self.server_ns):
+            run("ip", "netns", "del", ns, check=False)
+
+    def exec(self, ns: str, *argv: str, check: bool = True,
+             timeout: float | None = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", ns, *argv], check=check, text=True,
+                              capture_output=True, timeout=timeout)
+
+    def popen(self, ns: str, *argv: str, **kw: object) -> subprocess.Popen[str]:
+        return subprocess.Popen(["ip", "netns", "exec", ns, *argv], text=True, **kw)  # type: ignore
+
+    @staticmethod
+    def exists(prefix: str) -> bool:
+        return os.path.exists(f"/var/run/netns/{prefix}-g")
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+
+@contextlib.contextmanager
+def netns_socket(ns: str):
+    """Run the enclosed code with this thread in network namespace `ns` (for sockets)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    CLONE_NEWNET = 0x40000000
+    orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {ns}")
+        yield
+    finally:
+        libc.setns(orig, CLONE_NEWNET)
+        os.close(orig)
+        os.close(target)

@@ -1,0 +1,161 @@
+"""Read what the data path counted and which flows it holds, as plain dicts.
+
+Works on any MapSet: the controller's own or a running filter's pins.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import Any
+
+from . import layout
+from .layout import Event, Reason, Verdict
+from .maps import MapSet, addr_str
+
+TUN_NAMES = {t.value: t.name.lower() for t in layout.Tunnel}
+ACTION_NAMES = {a.value: a.name.lower() for a in layout.Action}
+TCP_FLAGS = "FSRPAUEC"
+L4 = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
+
+
+def _taxonomy():
+    from .classify import taxonomy
+
+    return taxonomy
+
+
+def tcp_flags_str(v: int) -> str:
+    return "".join(c for i, c in enumerate(TCP_FLAGS) if v & (1 << i)) or "-"
+
+
+def counters(maps: MapSet) -> dict[str, Any]:
+    """Packets and bytes by reason and verdict, by verdict, by reason, and events."""
+    cells = maps["counters"].counters()
+    rows = []
+    by_verdict: dict[str, dict[str, int]] = {v.name.lower(): {"packets": 0, "bytes": 0}
+                                             for v in Verdict}
+    by_reason: dict[str, dict[str, int]] = {r.name.lower(): {"packets": 0, "bytes": 0}
+                                            for r in Reason}
+    for r in Reason:
+        for v in Verdict:
+            i = r * layout.V_MAX + v
+            pk, by = cells[i] if i < len(cells) else (0, 0)
+            if pk:
+                rows.append({"reason": r.name.lower(), "verdict": v.name.lower(), "packets": pk,
+                             "bytes": by})
+            by_verdict[v.name.lower()]["packets"] += pk
+            by_verdict[v.name.lower()]["bytes"] += by
+            by_reason[r.name.lower()]["packets"] += pk
+            by_reason[r.name.lower()]["bytes"] += by
+    ev = maps["events"].counters()
+    events = {e.name.lower(): (ev[e][0] if e < len(ev) else 0) for e in Event}
+    return {"by_reason_action": rows, "by_action": by_verdict, "by_reason": by_reason,
+            "events": events}
+
+
+def dims(maps: MapSet, flows_by_app: dict[str, int] | None = None,
+         flows_by_cat: dict[str, int] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Per app, category, tunnel type and call kind packets/bytes (and labelled flows)."""
+    tx = _taxonomy()
+    cells = maps["dims"].counters()
+
+    def cell(i: int) -> tuple[int, int]:
+        return cells[i] if i < len(cells) else (0, 0)
+
+    apps, cats, tuns, calls = [], [], [], []
+    for aid in range(min(len(tx.APPS), layout.APP_MAX)):
+        pk, by = cell(layout.D_APP + aid)
+        n = (flows_by_app or {}).get(tx.APPS[aid], 0)
+        if pk or n:
+            apps.append({"app": tx.APPS[aid], "packets": pk, "bytes": by, "flows": n})
+    for cid in range(min(len(tx.CATEGORIES), layout.CAT_MAX)):
+        pk, by = cell(layout.D_CAT + cid)
+        n = (flows_by_cat or {}).get(tx.CATEGORIES[cid], 0)
+        if pk or n:
+            cats.append({"category": tx.CATEGORIES[cid], "packets": pk, "bytes": by, "flows": n})
+    for t, name in TUN_NAMES.items():
+        pk, by = cell(layout.D_TUN + t)
+        if pk:
+            tuns.append({"tunnel": name, "packets": pk, "bytes": by})
+    for c, name in enumerate(tx.CALL_KINDS[: layout.CALL_MAX]):
+        pk, by = cell(layout.D_CALL + c)
+        if pk:
+            calls.append({"call": name, "packets": pk, "bytes": by})
+    key = lambda d: -d["bytes"]  # noqa: E731
+    return {"apps": sorted(apps, key=key), "categories": sorted(cats, key=key),
+            "tunnels": tuns, "calls": calls}
+
+
+def flow_view(k: layout.FlowKey, f: layout.Flow, now_ns: int,
+              rule_names: list[str] | None = None) -> dict[str, Any]:
+    """One flow, client first (the side that sent the first packet)."""
+    tx = _taxonomy()
+    a, b = addr_str(k.addr_a), addr_str(k.addr_b)
+    pa, pb = _port(k.port_a), _port(k.port_b)
+    oa, ob = addr_str(f.outer_a), addr_str(f.outer_b)
+    if f.init_is_a:
+        src, sport, dst, dport, osrc, odst = a, pa, b, pb, oa, ob
+    else:
+        src, sport, dst, dport, osrc, odst = b, pb, a, pa, ob, oa
+    classified = bool(f.flags & layout.FlowFlag.CLASSIFIED)
+    act = f.action[0] if f.action[0] != layout.Action.NONE else f.action[1]
+    if f.override != layout.Action.NONE:
+        act = f.override
+    rule = f.rule[0] if f.rule[0] != layout.RULE_NONE else f.rule[1]
+    rule_name = None
+    if rule_names is not None and rule != layout.RULE_NONE and rule < len(rule_names):
+        rule_name = rule_names[rule]
+    return {
+        "l4": L4.get(k.proto, "other"), "proto": k.proto,
+        "src": src, "sport": sport, "dst": dst, "dport": dport,
+        "tunnel": TUN_NAMES.get(k.tun_type, str(k.tun_type)), "tunnel_id": k.tun_id,
+        "outer_src": osrc if k.tun_type else None, "outer_dst": odst if k.tun_type else None,
+        "pkts_fwd": f.pkts[0], "pkts_rev": f.pkts[1], "bytes_fwd": f.bytes[0],
+        "bytes_rev": f.bytes[1],
+        "age_s": round(max(0, now_ns - f.first_ns) / 1e9, 3),
+        "idle_s": round(max(0, now_ns - f.last_ns) / 1e9, 3),
+        "tcp_flags": f"{tcp_flags_str(f.tcp_flags[0])}/{tcp_flags_str(f.tcp_flags[1])}",
+        "app": tx.app_name(f.app) if classified and f.app < len(tx.APPS) else (
+            "unknown" if classified else "unclassified"),
+        "category": tx.category_name(f.category) if classified and
+        f.category < len(tx.CATEGORIES) else ("unknown" if classified else "unclassified"),
+        "call": tx.CALL_KINDS[f.call] if f.call < len(tx.CALL_KINDS) else "none",
+        "verdict": ACTION_NAMES.get(act, "pending"),
+        "rule": rule_name,
+    }
+
+
+def _port(p: int) -> int:
+    return ((p & 0xFF) << 8) | (p >> 8)
+
+
+def flows(maps: MapSet, *, app: str | None = None, category: str | None = None,
+          ip: str | None = None, port: int | None = None, verdict: str | None = None,
+          sort: str = "bytes", limit: int = 100,
+          rule_names: list[str] | None = None) -> list[dict[str, Any]]:
+    now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    net = ipaddress.ip_network(ip, strict=False) if ip else None
+    out = []
+    for k, f in maps["flows"].items():
+        v = flow_view(k, f, now, rule_names)
+        if app and v["app"] != app:
+            continue
+        if category and v["category"] != category:
+            continue
+        if verdict and v["verdict"] != verdict:
+            continue
+        if port is not None and port not in (v["sport"], v["dport"]):
+            continue
+        if net is not None and not any(
+                x and ipaddress.ip_address(x) in net for x in (v["src"], v["dst"])):
+            continue
+        out.append(v)
+    keys = {
+        "bytes": lambda v: -(v["bytes_fwd"] + v["bytes_rev"]),
+        "packets": lambda v: -(v["pkts_fwd"] + v["pkts_rev"]),
+        "age": lambda v: -v["age_s"],
+        "idle": lambda v: v["idle_s"],
+    }
+    out.sort(key=keys.get(sort, keys["bytes"]))
+    return out[: max(0, limit)]

@@ -1,0 +1,88 @@
+"""Test harness for the data path: one loaded filter, packets through BPF_PROG_TEST_RUN.
+
+Privileged by nature: in CI we are root, so a failure to load is a test failure,
+never a skip.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import time
+from typing import Any
+
+from xdpgate.control import bpfsys, compile as comp, layout, policy as pol, sets
+from xdpgate.control.apply import Applier
+from xdpgate.control.layout import Reason, Verdict
+from xdpgate.control.loader import Filter
+
+XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX = 0, 1, 2, 3
+
+
+class DP:
+    """A loaded filter with helpers to set policy, send frames and read counters."""
+
+    def __init__(self, flt: Filter) -> None:
+        self.f = flt
+        self.maps = flt.maps
+        self.ap = Applier(flt.maps)
+
+    def apply(self, policy: str | pol.Policy | dict) -> int:
+        if isinstance(policy, str):
+            policy = pol.from_yaml(policy)
+        elif isinstance(policy, dict):
+            policy = pol.from_dict(policy)
+        w = comp.compile_policy(policy, sets.resolve(policy), self.f.sizes, self.ap.classes)
+        return self.ap.apply(w)
+
+    def run(self, frame: Any) -> int:
+        """XDP action for one frame (scapy packet or bytes)."""
+        return self.run_full(frame)[0]
+
+    def run_full(self, frame: Any) -> tuple[int, bytes]:
+        rv, out, _ = bpfsys.test_run(self.f.prog_fd, bytes(frame))
+        return rv, out
+
+    def counters(self) -> dict[tuple[Reason, Verdict], tuple[int, int]]:
+        cells = self.maps["counters"].counters()
+        out = {}
+        for r in Reason:
+            for v in Verdict:
+                i = r * layout.V_MAX + v
+                out[(r, v)] = cells[i] if i < len(cells) else (0, 0)
+        return out
+
+    def count(self, reason: Reason, verdict: Verdict) -> int:
+        return self.counters()[(reason, verdict)][0]
+
+    def events(self) -> dict[layout.Event, int]:
+        cells = self.maps["events"].counters()
+        return {e: (cells[e][0] if e < len(cells) else 0) for e in layout.Event}
+
+    def flows(self) -> list[tuple[layout.FlowKey, layout.Flow]]:
+        return list(self.maps["flows"].items())
+
+    def clear(self, *names: str) -> None:
+        for n in names or ("flows", "mailbox", "expect"):
+            m = self.maps[n]
+            for k in list(m.keys()):
+                m.delete(k)
+
+    def reset(self) -> None:
+        """Empty flow state and zero every counter (policy stays)."""
+        self.clear()
+        for n in ("counters", "events", "dims", "rule_hits"):
+            m = self.maps[n]
+            zero = (layout.Counter * m.ncpu)()
+            for k, _ in list(m.items()):
+                m.set(k, zero)
+        self.ap.retired_hits.clear()
+
+    def config(self, **fields: int) -> None:
+        self.ap.write_config(**fields)
+
+    def now_ns(self) -> int:
+        return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def u32(v: int) -> ct.c_uint32:
+    return ct.c_uint32(v)

@@ -1,0 +1,160 @@
+"""The offline `classify` contract (jsonl keys and types, one line per flow), capture formats
+and tunnels, the taxonomy ids, and the dataset score (marker `dataset`)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import struct
+from pathlib import Path
+
+import dpkt
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Dot1Q, Ether
+from scapy.packet import Raw
+
+from xdpgate.control.classify import taxonomy
+from xdpgate.control.classify.offline import classify_capture, main_classify
+
+from .build import tcp, udp
+
+SIP = (b"INVITE sip:bob@example.org SIP/2.0\r\nCall-ID: 1@h\r\nCSeq: 1 INVITE\r\n"
+       b"Content-Length: 0\r\n\r\n")
+DNSQ = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03org\x00\x00\x01\x00\x01"
+KEYS = {"l4", "src", "sport", "dst", "dport", "app", "category", "confidence", "reason",
+        "packets", "bytes", "call"}
+
+
+def write_pcap(path: Path, frames: list[bytes], linktype: int = dpkt.pcap.DLT_EN10MB) -> None:
+    with open(path, "wb") as fh:
+        w = dpkt.pcap.Writer(fh, linktype=linktype)
+        for i, fr in enumerate(frames):
+            w.writepkt(fr, ts=1000.0 + i * 0.01)
+
+
+def eth(ip_bytes: bytes) -> bytes:
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(ip_bytes))
+
+
+def test_jsonl_has_exactly_the_contract_keys_one_line_per_flow(tmp_path):
+    frames = [eth(udp(SIP, 5060, 5060).data), eth(udp(SIP, 5060, 5060).data),
+              eth(udp(DNSQ, 40000, 53).data), eth(tcp(b"GET / HTTP/1.1\r\n\r\n", 40001, 80).data),
+              b"\x00" * 10]  # a malformed frame must be skipped, not crash
+    cap = tmp_path / "small.pcap"
+    write_pcap(cap, frames)
+    out = io.StringIO()
+    assert main_classify(str(cap), "jsonl", out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    recs = [json.loads(line) for line in lines]
+    for r in recs:
+        assert set(r) == KEYS
+        assert isinstance(r["sport"], int) and isinstance(r["dport"], int)
+        assert isinstance(r["packets"], int) and isinstance(r["bytes"], int)
+        assert isinstance(r["confidence"], float) and 0.0 <= r["confidence"] <= 1.0
+        assert r["category"] in taxonomy.CATEGORIES and r["app"] in taxonomy.APPS
+        assert r["call"] in taxonomy.CALL_KINDS
+    sip = next(r for r in recs if r["app"] == "sip")
+    assert (sip["packets"], sip["category"], sip["call"]) == (2, "voip", "app")
+
+
+def test_table_format_prints_a_header_and_one_row_per_flow(tmp_path):
+    cap = tmp_path / "t.pcap"
+    write_pcap(cap, [eth(udp(DNSQ, 40000, 53).data)])
+    out = io.StringIO()
+    assert main_classify(str(cap), "table", out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:5] == ["l4", "src", "sport", "dst", "dport"]
+    assert len(lines) == 2 and "dns" in lines[1]
+
+
+def test_unreadable_capture_is_an_error_not_a_crash(tmp_path):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"not a capture at all")
+    assert main_classify(str(bad), "jsonl", out=io.StringIO()) != 0
+
+
+def test_vlan_tagged_frames_and_raw_ip_links_are_read(tmp_path):
+    ipb = udp(DNSQ, 40000, 53).data
+    tagged = bytes(Ether() / Dot1Q(vlan=5) / Dot1Q(vlan=7) / IP(ipb))
+    cap1 = tmp_path / "qinq.pcap"
+    write_pcap(cap1, [tagged])
+    cap2 = tmp_path / "raw.pcap"
+    write_pcap(cap2, [ipb], linktype=dpkt.pcap.DLT_RAW)
+    for cap in (cap1, cap2):
+        (rec,) = classify_capture(str(cap))
+        assert rec.app == "dns"
+
+
+def test_flows_inside_vxlan_and_gtpu_are_keyed_by_the_inner_tuple(tmp_path):
+    inner = udp(SIP, 5060, 5060, src="10.9.0.1", dst="10.9.0.2").data
+    inner_eth = bytes(Ether() / IP(inner))
+    vx = struct.pack("!BxxxI", 0x08, 42 << 8) + inner_eth
+    gtp = struct.pack("!BBHI", 0x30, 0xFF, len(inner), 0x1234) + inner
+    frames = [eth(bytes(IP(src="172.16.0.1", dst="172.16.0.2") / UDP(sport=5555, dport=4789)
+                        / Raw(vx))),
+              eth(bytes(IP(src="172.16.0.3", dst="172.16.0.4") / UDP(sport=2152, dport=2152)
+                        / Raw(gtp)))]
+    cap = tmp_path / "tun.pcap"
+    write_pcap(cap, frames)
+    recs = classify_capture(str(cap))
+    assert len(recs) == 2, "same inner tuple in two tunnels must stay two flows"
+    assert {r.tunnel[0] for r in recs} == {"vxlan", "gtpu"}
+    assert all((r.src, r.app) == ("10.9.0.1", "sip") for r in recs)
+
+
+def test_the_classifier_sees_at_most_max_packets_but_all_are_counted(tmp_path):
+    frames = [eth(udp(os.urandom(100), 40000, 40001, ts=i).data) for i in range(20)]
+    cap = tmp_path / "many.pcap"
+    write_pcap(cap, frames)
+    (rec,) = classify_capture(str(cap), max_packets=3)
+    assert rec.packets == 20 and rec.bytes == 20 * (20 + 8 + 100)
+
+
+def test_taxonomy_ids_are_stable_and_reversible():
+    assert taxonomy.CATEGORIES[0] == "unknown" and taxonomy.APPS[0] == "unknown"
+    assert len(taxonomy.APPS) <= 1024
+    for name in ("voip", "chat", "streaming", "p2p", "vpn", "web", "dns", "game", "network",
+                 "other", "unknown"):
+        assert taxonomy.category_name(taxonomy.category_id(name)) == name
+    assert taxonomy.app_name(taxonomy.app_id("whatsapp-call")) == "whatsapp-call"
+    with pytest.raises(KeyError):
+        taxonomy.app_id("no-such-app")
+    with pytest.raises(ValueError):
+        taxonomy.category_name(99)
+    assert taxonomy.CALL_KINDS == ("none", "app", "pstn")
+
+
+def test_every_app_the_tables_can_emit_has_an_id():
+    from xdpgate.control.classify import hosts, ports
+
+    emitted = set(hosts.HOST_SUFFIXES.values()) | {a for _, a in hosts.HOST_WORDS}
+    emitted |= set(hosts.VENDOR_PREFIXES.values()) | {a for _, a in hosts.HOST_PATTERNS}
+    emitted |= {a for a in ports.PORTS.values() if a in taxonomy.APP_CATEGORY}
+    missing = sorted(a for a in emitted - {"unknown"} if a not in taxonomy.APPS)
+    assert not missing, f"apps without an id: {missing}"
+
+
+SHARED = Path(__file__).resolve().parents[4] / "shared"
+DATA = SHARED / "datasets" / "ndpi-dev"
+FLOW_EVAL = SHARED / "tools" / "flow-eval"
+
+
+@pytest.mark.dataset
+def test_ndpi_dev_voip_f1_and_category_accuracy():
+    if not (DATA / "labels.jsonl").exists() or not FLOW_EVAL.exists():
+        pytest.skip("../shared/datasets/ndpi-dev is not here")
+    cmd = f"{sys.executable} -m xdpgate.control.classify.offline --format jsonl {{pcap}}"
+    p = subprocess.run([sys.executable, str(FLOW_EVAL), "--data", str(DATA), "--cmd", cmd],
+                       capture_output=True, text=True, timeout=1800, cwd=shutil.os.getcwd())
+    last = p.stdout.strip().splitlines()[-1]
+    got = dict(kv.split("=") for kv in last.split())
+    assert float(got["voip_f1"]) >= 0.95, last
+    assert float(got["category_acc"]) >= 0.90, last
+    assert re.search(r"missed=0\.0[0-4]", last), last
