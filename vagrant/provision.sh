@@ -2,9 +2,15 @@
 # Provision a Debian 12 machine for xdpgate: system packages (bcc comes from Debian,
 # not PyPI), kernel headers where bcc looks for them, bpffs, and a venv with the
 # project installed. Idempotent; used by the Vagrant VM, the README's quick start and CI.
-#   bash vagrant/provision.sh [REPO_DIR]
+#   bash vagrant/provision.sh [--test] [REPO_DIR]
+# --test also installs what the test suite needs (vagrant, for `vagrant validate`).
 set -euo pipefail
 
+with_tests=0
+if [ "${1:-}" = "--test" ]; then
+	with_tests=1
+	shift
+fi
 repo="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 venv="${XDPGATE_VENV:-/opt/xdpgate/venv}"
 
@@ -15,6 +21,7 @@ fi
 
 pkgs=(python3 python3-venv python3-pip python3-bpfcc libbpfcc linux-headers-amd64
 	iproute2 iputils-ping nftables ipset ethtool procps kmod ca-certificates)
+[ "$with_tests" = 1 ] && pkgs+=(vagrant tcpdump)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -116,7 +116,7 @@ def test_rst_to_a_sender_behind_ipv4_options_has_a_plain_header(rj):
 def test_vlan_tags_stay_on_the_rejection(rj, vlans, qinq):
     e = fr.eth(vlans, qinq=qinq)
     for frame in (e / IP(src=fr.C4, dst=fr.S4) / TCP(sport=40000, dport=80, flags="S"),
-                  e / IPv6(src=fr.C6, dst=fr.S6) / UDP(sport=40000, dport=53) / b"q" * 20):
+                  e / IPv6(src=fr.C6, dst=fr.S6) / UDP(sport=40000, dport=53) / (b"q" * 20)):
         rv, out = rj.run_full(frame)
         assert rv == XDP_TX
         pkt = assert_checksums(out)
@@ -139,7 +139,7 @@ def test_rejected_udp_v4_gets_icmp_admin_prohibited_quoting_header_plus_8(rj):
 
 def test_icmp_quote_keeps_the_ipv4_options_of_the_original(rj):
     frame = fr.eth() / IP(src=fr.C4, dst=fr.S4, options=[IPOption_RR(routers=["1.2.3.4"])]) / \
-        UDP(sport=1, dport=53) / b"abcdefgh" * 3
+        UDP(sport=1, dport=53) / (b"abcdefgh" * 3)
     rv, out = rj.run_full(frame)
     assert rv == XDP_TX
     pkt = assert_checksums(out)
@@ -212,7 +212,7 @@ def test_reject_inside_a_tunnel_falls_back_to_drop(rj):
 
 
 def test_reject_of_a_first_fragment_falls_back_to_drop(rj):
-    frame = fr.eth() / IP(src=fr.C4, dst=fr.S4, flags="MF") / UDP(sport=1, dport=53) / b"f" * 32
+    frame = fr.eth() / IP(src=fr.C4, dst=fr.S4, flags="MF") / UDP(sport=1, dport=53) / (b"f" * 32)
     assert rj.run(frame) == XDP_DROP
     assert rj.count(Reason.REJECT_FALLBACK, Verdict.DROP) == 1
 
