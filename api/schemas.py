@@ -20,7 +20,7 @@ IFNAME_RE = r"^[A-Za-z0-9_.@-]{1,15}$"
 Open = ConfigDict(extra="allow")
 Strict = ConfigDict(extra="forbid")
 
-__all__ = ["Policy", "Rule"]
+__all__ = ["Policy", "Rule"]  # re-exported: the file format is the API format
 
 
 class Health(BaseModel):
@@ -111,8 +111,8 @@ class SetChanged(BaseModel):
 
 # ---- flows, stats, classes --------------------------------------------------
 
-Verdict = Literal["allow", "drop", "reject", "rate_limit", "none", "pass"]
-FlowSort = Literal["bytes", "packets", "pkts", "age", "idle"]
+Verdict = Literal["allow", "drop", "reject", "rate_limit", "none", "pending"]
+FlowSort = Literal["bytes", "packets", "age", "idle"]
 
 
 class FlowQuery(BaseModel):

@@ -6,14 +6,43 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, GRE, Dot1AD, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 
+from tests.harness import DP
+
 MAC_A = "02:00:00:00:00:01"
 MAC_B = "02:00:00:00:00:02"
+
+
+
+@pytest.fixture(scope="module")
+def module_dp(loaded_filter):
+    """One DP (and Applier) per module: a fresh Applier re-reads both policy banks
+    (~1 s each, it walks the 131k-entry portbits array), which per test would
+    dominate the suite's run time."""
+    return DP(loaded_filter)
+
+
+@pytest.fixture
+def dp(module_dp):
+    """Like conftest's dp: empty flows, zero counters, allow-all policy, no sampling."""
+    module_dp.apply("default: allow")
+    module_dp.reset()
+    module_dp.config(sample_pkts=0, fail_closed=0)
+    yield module_dp
+    module_dp.reset()
+
+
+def built(p: Packet) -> Packet:
+    """The packet as it goes on the wire, with lengths and checksums filled in."""
+    return p.__class__(bytes(p))
+
 
 # endpoints used across the tests
 C4, S4 = "10.0.0.1", "10.0.0.2"  # client, server

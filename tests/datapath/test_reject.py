@@ -12,6 +12,7 @@ from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.utils import checksum
 
 from tests.datapath import frames as fr
+from tests.datapath.frames import dp, module_dp  # noqa: F401  (one Applier per module)
 from tests.harness import XDP_DROP, XDP_PASS, XDP_TX
 from xdpgate.control.layout import Event, Reason, Verdict
 
@@ -143,7 +144,7 @@ def test_icmp_quote_keeps_the_ipv4_options_of_the_original(rj):
     rv, out = rj.run_full(frame)
     assert rv == XDP_TX
     pkt = assert_checksums(out)
-    hl = frame[IP].ihl * 4
+    hl = fr.built(frame)[IP].ihl * 4
     assert bytes(pkt[ICMP].payload) == bytes(frame[IP])[: hl + 8]
 
 

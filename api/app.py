@@ -1,0 +1,125 @@
+"""The app factory: `create_app(controller, tokens)` builds the REST API over a controller.
+
+Routers are thin: they translate HTTP to controller calls. Errors map in one place:
+PolicyError -> 422 (field path named), NotFound -> 404, ConflictError (If-Match) -> 412,
+XgError -> 409 on a change the system refused, 503 when a read can't reach the data path.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from xdpgate.control import __version__
+from xdpgate.control.controller import ConflictError, NotFound
+from xdpgate.control.errors import XgError
+from xdpgate.control.metrics import Metrics
+from xdpgate.control.policy import PolicyError
+
+from .auth import Tokens
+from .routers import flows, health, metrics, policy, rules, sets, stats, status
+
+API_PREFIX = "/api/v1"
+MiB = 1 << 20
+READS = ("GET", "HEAD", "OPTIONS")
+
+
+def _detail(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """FastAPI-shaped error items, without echoing (possibly huge) input back."""
+    out = []
+    for e in errors:
+        item = {"loc": list(e.get("loc", [])), "msg": str(e.get("msg", "")).removeprefix(
+            "Value error, "), "type": e.get("type", "value_error")}
+        if e.get("line"):
+            item["line"] = e["line"]
+        out.append(item)
+    return out
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _detail(list(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(PolicyError)
+    async def _policy(_: Request, exc: PolicyError) -> JSONResponse:
+        return JSONResponse({"detail": _detail(exc.errors)}, status_code=422)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(ConflictError)
+    async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=412)
+
+    @app.exception_handler(XgError)
+    async def _xg(request: Request, exc: XgError) -> JSONResponse:
+        code = getattr(exc, "http_status", None) or (503 if request.method in READS else 409)
+        return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 413:
+            detail = f"request body too large (the limit is {app.state.max_body} bytes)"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+
+class RequestMetrics:
+    """Counts every request by route template, method and status (pure ASGI middleware)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        code = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            self.metrics.observe_request(route, scope["method"], code,
+                                         time.perf_counter() - start)
+
+
+def create_app(controller: Any, tokens: Tokens, *, max_body: int = 64 * MiB) -> FastAPI:
+    """The REST API over `controller`, guarded by `tokens`; bodies over `max_body` get 413."""
+    app = FastAPI(title="xdpgate", version=__version__, max_body_size=max_body,
+                  description="Application-aware XDP packet filter: policy, rules, sets, "
+                              "flows and counters. Every endpoint but /healthz needs "
+                              "`Authorization: Bearer <token>` (STATE_DIR/tokens/).")
+    app.state.controller = controller
+    app.state.tokens = tokens
+    app.state.max_body = max_body
+    m = getattr(controller, "metrics", None)
+    if m is None:
+        m = Metrics(controller)
+    else:
+        m.bind(controller)
+    app.state.metrics = m
+    _install_error_handlers(app)
+    app.add_middleware(RequestMetrics, metrics=m)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    for r in (status.router, policy.router, rules.router, sets.router, flows.router,
+              stats.router):
+        app.include_router(r, prefix=API_PREFIX)
+    return app
