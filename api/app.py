@@ -76,8 +76,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 class RequestMetrics:
     """Counts every request by route template, method and status (pure ASGI middleware)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: ASGIApp, metrics: Metrics, paths: dict[int, str]) -> None:
+        self.app, self.metrics, self.paths = app, metrics, paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -95,7 +95,8 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            r = scope.get("route")
+            route = self.paths.get(id(r)) or getattr(r, "path", None) or "<unmatched>"
             self.metrics.observe_request(route, scope["method"], code,
                                          time.perf_counter() - start)
 
@@ -116,10 +117,12 @@ def create_app(controller: Any, tokens: Tokens, *, max_body: int = 64 * MiB) -> 
         m.bind(controller)
     app.state.metrics = m
     _install_error_handlers(app)
-    app.add_middleware(RequestMetrics, metrics=m)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    for r in (status.router, policy.router, rules.router, sets.router, flows.router,
-              stats.router):
-        app.include_router(r, prefix=API_PREFIX)
+    paths: dict[int, str] = {}  # route -> full path template, for the request metrics
+    for router, prefix in ((health.router, ""), (metrics.router, ""), (status.router, API_PREFIX),
+                           (policy.router, API_PREFIX), (rules.router, API_PREFIX),
+                           (sets.router, API_PREFIX), (flows.router, API_PREFIX),
+                           (stats.router, API_PREFIX)):
+        app.include_router(router, prefix=prefix)
+        paths.update({id(rt): prefix + getattr(rt, "path", "") for rt in router.routes})
+    app.add_middleware(RequestMetrics, metrics=m, paths=paths)
     return app

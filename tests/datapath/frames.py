@@ -15,6 +15,8 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 
 from tests.harness import DP
+from xdpgate.control import layout
+from xdpgate.control.layout import Reason, Verdict
 
 MAC_A = "02:00:00:00:00:01"
 MAC_B = "02:00:00:00:00:02"
@@ -37,6 +39,24 @@ def dp(module_dp):
     module_dp.config(sample_pkts=0, fail_closed=0)
     yield module_dp
     module_dp.reset()
+
+
+def outcome(d: DP, frame) -> tuple[int, int, int]:
+    """(XDP action, reason, verdict) of one frame, read from the one counter cell it moved."""
+    before = d.maps["counters"].counters()
+    rv = d.run(frame)
+    after = d.maps["counters"].counters()
+    moved = [i for i, c in enumerate(after)
+             if c[0] != (before[i][0] if i < len(before) else 0)]
+    assert len(moved) == 1, f"one frame moved counter cells {moved}"
+    assert after[moved[0]][0] - (before[moved[0]][0] if moved[0] < len(before) else 0) == 1
+    r, v = divmod(moved[0], layout.V_MAX)
+    return rv, (Reason(r) if r in Reason._value2member_map_ else r), Verdict(v)
+
+
+def total_packets(d: DP) -> int:
+    """Packets in every counter cell, whatever its reason (INTERNAL included)."""
+    return sum(c[0] for c in d.maps["counters"].counters())
 
 
 def built(p: Packet) -> Packet:
