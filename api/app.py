@@ -66,11 +66,43 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = exc.detail
-        if exc.status_code == 413:
-            detail = f"request body too large (the limit is {app.state.max_body} bytes)"
-        return JSONResponse({"detail": detail}, status_code=exc.status_code,
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+
+class BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body too large (the limit is {limit} bytes)")
+
+
+class BodyLimit:
+    """413 for a body over `limit`: at once from Content-Length, else while it streams in
+    (the route's read raises, so nothing has been applied)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope["headers"]:
+            if k == b"content-length" and v.isdigit() and int(v) > self.limit:
+                exc = BodyTooLarge(self.limit)
+                await JSONResponse({"detail": exc.detail}, status_code=413)(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, limited, send)
 
 
 class RequestMetrics:
@@ -103,13 +135,12 @@ class RequestMetrics:
 
 def create_app(controller: Any, tokens: Tokens, *, max_body: int = 64 * MiB) -> FastAPI:
     """The REST API over `controller`, guarded by `tokens`; bodies over `max_body` get 413."""
-    app = FastAPI(title="xdpgate", version=__version__, max_body_size=max_body,
+    app = FastAPI(title="xdpgate", version=__version__,
                   description="Application-aware XDP packet filter: policy, rules, sets, "
                               "flows and counters. Every endpoint but /healthz needs "
                               "`Authorization: Bearer <token>` (STATE_DIR/tokens/).")
     app.state.controller = controller
     app.state.tokens = tokens
-    app.state.max_body = max_body
     m = getattr(controller, "metrics", None)
     if m is None:
         m = Metrics(controller)
@@ -124,5 +155,6 @@ def create_app(controller: Any, tokens: Tokens, *, max_body: int = 64 * MiB) -> 
                            (stats.router, API_PREFIX)):
         app.include_router(router, prefix=prefix)
         paths.update({id(rt): prefix + getattr(rt, "path", "") for rt in router.routes})
+    app.add_middleware(BodyLimit, limit=max_body)
     app.add_middleware(RequestMetrics, metrics=m, paths=paths)
     return app

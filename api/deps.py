@@ -114,7 +114,7 @@ async def set_entries(request: Request) -> list[str] | str:
                             "send application/json {\"entries\": [...]} or text/plain, "
                             "one CIDR a line")
     buf = bytearray()
-    async for chunk in request.stream():  # the app's max_body_size bounds this (413)
+    async for chunk in request.stream():  # app.BodyLimit bounds this (413)
         buf += chunk
     if ctype in TEXT_TYPES:
         try:

@@ -148,7 +148,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add a rule to the running policy, last or at a given place."""
         if json_rule is not None:
-            text = Path(json_rule[1:]).read_text() if json_rule.startswith("@") else json_rule
+            try:
+                text = (Path(json_rule[1:]).read_text() if json_rule.startswith("@")
+                        else json_rule)
+            except OSError as e:
+                raise ClientError(f"can't read {json_rule[1:]}: {e.strerror}") from None
             try:
                 rule = json.loads(text)
             except ValueError as e:

@@ -7,6 +7,7 @@ went wrong reaching it), never a traceback.
 from __future__ import annotations
 
 import os
+from urllib.parse import quote
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -68,6 +69,10 @@ def error_text(detail: Any) -> str:
                 out.append(str(d))
         return "; ".join(out)
     return str(detail)
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
 
 
 def _file_chunks(f: IO[bytes]) -> Iterator[bytes]:
@@ -135,7 +140,7 @@ class Client:
         return self._json("POST", "/api/v1/interfaces", json={"name": name, "mode": mode})
 
     def detach(self, name: str) -> None:
-        self.request("DELETE", f"/api/v1/interfaces/{name}")
+        self.request("DELETE", f"/api/v1/interfaces/{_q(name)}")
 
     # ---- policy
     def get_policy(self) -> tuple[dict[str, Any], str]:
@@ -154,7 +159,7 @@ class Client:
         return self._json("GET", "/api/v1/rules")
 
     def get_rule(self, name: str) -> dict[str, Any]:
-        return self._json("GET", f"/api/v1/rules/{name}")
+        return self._json("GET", f"/api/v1/rules/{_q(name)}")
 
     def add_rule(self, rule: dict[str, Any], *, position: int | None = None,
                  before: str | None = None, after: str | None = None,
@@ -166,12 +171,12 @@ class Client:
     def put_rule(self, name: str, rule: dict[str, Any], *, position: int | None = None,
                  before: str | None = None, after: str | None = None,
                  if_match: str | None = None) -> dict[str, Any]:
-        return self._json("PUT", f"/api/v1/rules/{name}", json=rule,
+        return self._json("PUT", f"/api/v1/rules/{_q(name)}", json=rule,
                           params=self._place(position, before, after),
                           headers=self._if_match(if_match))
 
     def delete_rule(self, name: str, if_match: str | None = None) -> str:
-        return self._json("DELETE", f"/api/v1/rules/{name}",
+        return self._json("DELETE", f"/api/v1/rules/{_q(name)}",
                           headers=self._if_match(if_match))["etag"]
 
     # ---- sets
@@ -179,7 +184,7 @@ class Client:
         return self._json("GET", "/api/v1/sets")
 
     def get_set(self, name: str) -> list[str]:
-        return self._json("GET", f"/api/v1/sets/{name}")["entries"]
+        return self._json("GET", f"/api/v1/sets/{_q(name)}")["entries"]
 
     def _entries(self, method: str, path: str,
                  entries: Iterable[str] | str | bytes | IO[bytes]) -> dict[str, Any]:
@@ -195,7 +200,7 @@ class Client:
         return self._json(method, path, json={"entries": list(entries)})
 
     def put_set(self, name: str, entries: Iterable[str] | str | bytes | IO[bytes]) -> int:
-        return self._entries("PUT", f"/api/v1/sets/{name}", entries)["count"]
+        return self._entries("PUT", f"/api/v1/sets/{_q(name)}", entries)["count"]
 
     def load_set_file(self, name: str, path: str | os.PathLike[str]) -> int:
         """Upload a file of one CIDR a line (streamed, any size up to the server's limit)."""
@@ -207,14 +212,14 @@ class Client:
             return self.put_set(name, f)
 
     def add_set_entries(self, name: str, entries: Iterable[str] | str | bytes | IO[bytes]) -> int:
-        return self._entries("POST", f"/api/v1/sets/{name}/entries", entries)["count"]
+        return self._entries("POST", f"/api/v1/sets/{_q(name)}/entries", entries)["count"]
 
     def remove_set_entries(self, name: str,
                            entries: Iterable[str] | str | bytes | IO[bytes]) -> int:
-        return self._entries("DELETE", f"/api/v1/sets/{name}/entries", entries)["count"]
+        return self._entries("DELETE", f"/api/v1/sets/{_q(name)}/entries", entries)["count"]
 
     def delete_set(self, name: str) -> None:
-        self.request("DELETE", f"/api/v1/sets/{name}")
+        self.request("DELETE", f"/api/v1/sets/{_q(name)}")
 
     # ---- observation
     def flows(self, **filters: Any) -> list[dict[str, Any]]:

@@ -88,9 +88,15 @@ def dims(maps: MapSet, flows_by_app: dict[str, int] | None = None,
 
 
 def flow_view(k: layout.FlowKey, f: layout.Flow, now_ns: int,
-              rule_names: list[str] | None = None) -> dict[str, Any]:
-    """One flow, client first (the side that sent the first packet)."""
+              rule_names: list[str] | None = None,
+              pending: layout.Class | None = None) -> dict[str, Any]:
+    """One flow, client first (the side that sent the first packet). A label still in the
+    mailbox (the flow has had no packet since) is shown as the flow's class."""
     tx = _taxonomy()
+    if pending is not None and not f.flags & layout.FlowFlag.CLASSIFIED:
+        f = layout.Flow.from_buffer_copy(f)
+        f.app, f.category, f.call = pending.app, pending.category, pending.call
+        f.flags |= layout.FlowFlag.CLASSIFIED
     a, b = addr_str(k.addr_a), addr_str(k.addr_b)
     pa, pb = _port(k.port_a), _port(k.port_b)
     oa, ob = addr_str(f.outer_a), addr_str(f.outer_b)
@@ -137,8 +143,9 @@ def flows(maps: MapSet, *, app: str | None = None, category: str | None = None,
     now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     net = ipaddress.ip_network(ip, strict=False) if ip else None
     out = []
+    pending = {bytes(k): v for k, v in maps["mailbox"].items()}
     for k, f in maps["flows"].items():
-        v = flow_view(k, f, now, rule_names)
+        v = flow_view(k, f, now, rule_names, pending.get(bytes(k)))
         if app and v["app"] != app:
             continue
         if category and v["category"] != category:

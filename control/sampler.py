@@ -82,6 +82,7 @@ class Sampler:
         self.samples = 0
         self._first_ts: dict[bytes, int] = {}
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_expire = time.monotonic()
 
@@ -126,6 +127,9 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self._paused.is_set():
+                time.sleep(0.05)
+                continue
             try:
                 self.bpf.ring_buffer_poll(100)
             except Exception:
@@ -135,6 +139,13 @@ class Sampler:
             if now - self._last_expire > 5:
                 self._last_expire = now
                 self.classifier.expire(mono_ns() / 1e9)
+
+    def pause(self) -> None:
+        """Stop reading the ring buffer (tests; the data path goes on without us)."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
 
     def stop(self) -> None:
         self._stop.set()

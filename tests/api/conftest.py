@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
-from fastapi.testclient import TestClient
+
+with warnings.catch_warnings():  # starlette would like httpx2; httpx is what we ship
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 
 from xdpgate.api.app import create_app
 from xdpgate.api.auth import ensure_tokens

@@ -8,7 +8,6 @@ upload costs a parse, not a pydantic model of a million strings.
 from __future__ import annotations
 
 import copy
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,8 +22,6 @@ from xdpgate.control.metrics import Metrics
 from xdpgate.control.policy import Policy, PolicyError, SetFile
 from xdpgate.control.sets import parse_prefix, prefix_str
 
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_V4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/(?:3[0-2]|[12]?\d))?")
 
 FLOW = {"l4": "udp", "proto": 17, "src": "10.77.1.2", "sport": 40000, "dst": "10.77.2.2",
         "dport": 5060, "tunnel": "none", "tunnel_id": 0, "outer_src": None, "outer_dst": None,
@@ -34,19 +31,17 @@ FLOW = {"l4": "udp", "proto": 17, "src": "10.77.1.2", "sport": 40000, "dst": "10
 
 
 def _parse(entries: list[str] | str) -> list[str]:
-    """Validate entries (fast path for plain IPv4) the way the controller reports errors."""
+    """Parse and normalise entries, reporting errors the way the controller does."""
     if isinstance(entries, str):
         out, src = [], entries.splitlines()
         for i, line in enumerate(src, 1):
             s = line.split("#", 1)[0].strip()
             if not s:
                 continue
-            if _V4.fullmatch(s) is None:
-                try:
-                    s = prefix_str(parse_prefix(s))
-                except ValueError as e:
-                    raise PolicyError([{"loc": ["sets"], "msg": str(e), "line": i}]) from None
-            out.append(s)
+            try:
+                out.append(prefix_str(parse_prefix(s)))
+            except ValueError as e:
+                raise PolicyError([{"loc": ["sets"], "msg": str(e), "line": i}]) from None
         return out
     out = []
     for i, e in enumerate(entries):

@@ -4,6 +4,7 @@ the story it tells. Everything returns scapy packets or bytes for DP.run()."""
 
 from __future__ import annotations
 
+import socket
 import struct
 
 import pytest
@@ -57,6 +58,11 @@ def outcome(d: DP, frame) -> tuple[int, int, int]:
 def total_packets(d: DP) -> int:
     """Packets in every counter cell, whatever its reason (INTERNAL included)."""
     return sum(c[0] for c in d.maps["counters"].counters())
+
+
+def htons(port: int) -> int:
+    """A port as the flow key holds it (network order read as a host u16)."""
+    return socket.htons(port)
 
 
 def built(p: Packet) -> Packet:

@@ -1,0 +1,198 @@
+"""Policy, as the operator writes it: each match field, each action, first match wins,
+the default, 256 rules, per-rule hits, and a policy change reaching flows that are
+already running."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from scapy.layers.inet import IP, UDP
+
+from tests.datapath import frames as fr
+from tests.datapath.frames import dp, module_dp, outcome  # noqa: F401
+from tests.harness import XDP_DROP, XDP_PASS
+from xdpgate.control.layout import Reason, Verdict
+from xdpgate.control.policy import PolicyError
+
+SETS = {
+    "wide": ["10.0.0.0/8", "2001:db8::/32"],
+    "narrow": ["10.1.2.0/24", "2001:db8:1::/48"],  # inside wide: nested prefixes
+    "servers": ["10.0.0.2/32", "10.9.0.0/16"],
+}
+
+
+def one_rule(match: dict) -> str:
+    return yaml.safe_dump({"default": "allow", "sets": SETS,
+                           "rules": [{"name": "under-test", "match": match, "action": "drop"}]})
+
+
+T, U = fr.tcp, fr.udp
+# story -> (match, frames it must drop, frames it must let pass)
+FIELDS = {
+    "src_cidr_drops_that_sender_only": (
+        {"src": "10.0.0.0/24"}, [T("10.0.0.7", "10.5.0.1")],
+        [T("10.0.1.7", "10.5.0.1"), T("10.5.0.1", "10.0.0.7")]),
+    "dst_cidr_drops_traffic_to_it_only": (
+        {"dst": "10.0.0.2"}, [T(dst="10.0.0.2")], [T(src="10.0.0.2", dst="10.0.0.1")]),
+    "ip_cidr_drops_either_direction": (
+        {"ip": "10.7.0.0/16"}, [T("10.7.1.1", "10.0.0.1"), T("10.0.0.1", "10.7.1.1")],
+        [T("10.8.1.1", "10.0.0.1")]),
+    "src_list_mixes_v4_and_v6": (
+        {"src": ["10.0.0.0/24", "2001:db8:5::/48"]},
+        [T("10.0.0.9", "10.6.0.1"), T("2001:db8:5::1", "2001:db8:6::1")],
+        [T("2001:db8:6::1", "2001:db8:5::1")]),
+    "src_set_matches_members_as_sender": (
+        {"src_set": "servers"}, [T("10.9.3.3", "10.1.1.1")], [T("10.1.1.1", "10.9.3.3")]),
+    "dst_set_matches_members_as_receiver": (
+        {"dst_set": "servers"}, [T(dst="10.0.0.2")], [T("10.0.0.2", "10.0.0.1")]),
+    "ip_set_matches_either_endpoint": (
+        {"ip_set": "servers"}, [T("10.9.0.1", "10.200.0.1"), T("10.200.0.1", "10.9.0.1")],
+        [T("10.200.0.1", "10.201.0.1")]),
+    "outer_set_holds_addresses_of_a_nested_inner_set": (
+        {"src_set": "wide", "dst_port": 1},
+        [T("10.1.2.3", "192.0.2.1", dport=1), T("2001:db8:1::9", "2001:db9::1", dport=1)],
+        [T("192.0.2.1", "10.1.2.3", dport=1), T("10.1.2.3", "192.0.2.1", dport=2)]),
+    "inner_set_of_a_nested_pair_is_the_narrow_one": (
+        {"src_set": "narrow"}, [T("10.1.2.3", "192.0.2.1")], [T("10.1.3.3", "192.0.2.1")]),
+    "list_of_sets_is_any_of_them": (
+        {"dst_set": ["narrow", "servers"]}, [T(dst="10.1.2.200"), T(dst="10.9.9.9")],
+        [T(dst="10.0.0.3")]),
+    "proto_by_name": (
+        {"proto": "udp"}, [U(), U(fr.C6, fr.S6)], [T(), fr.icmp()]),
+    "proto_icmp_and_icmpv6": (
+        {"proto": ["icmp", "icmpv6"]}, [fr.icmp(), fr.icmp(fr.C6, fr.S6)], [U(), T()]),
+    "proto_by_number": (
+        {"proto": [132]}, [fr.eth() / IP(src=fr.C4, dst=fr.S4, proto=132) / (b"\0" * 16)],
+        [U(), T()]),
+    "proto_any_is_every_protocol": (
+        {"proto": "any", "dst": "10.0.0.2"}, [U(), T(), fr.icmp()], [U(dst="10.0.0.3")]),
+    "src_port_single": (
+        {"src_port": 40000}, [T(sport=40000), U(sport=40000)], [T(sport=40001)]),
+    "dst_port_range_ends_are_inside": (
+        {"proto": "udp", "dst_port": "5060-5061"}, [U(dport=5060), U(dport=5061)],
+        [U(dport=5059), U(dport=5062), T(dport=5060)]),
+    "port_matches_either_side": (
+        {"port": [22, "8000-8100"]}, [T(dport=22), T(sport=22, dport=5), T(sport=8050, dport=5)],
+        [T(sport=23, dport=7999)]),
+    "dst_port_list": (
+        {"dst_port": [1, 3, "10-11"]}, [T(dport=1), T(dport=3), T(dport=11)],
+        [T(dport=2), T(dport=12)]),
+    "port_rule_never_matches_a_packet_without_ports": (
+        {"dst_port": "0-65535"}, [T(dport=0), U(dport=65535)], [fr.icmp()]),
+    "every_field_of_a_rule_must_hold": (
+        {"proto": "tcp", "src": "10.0.0.1", "dst_set": "servers", "dst_port": 443},
+        [T(dport=443)], [U(dport=443), T(dport=444), T(src="10.0.0.3", dport=443)]),
+}
+
+
+@pytest.mark.parametrize("match,hits,misses", FIELDS.values(), ids=FIELDS.keys())
+def test_each_match_field(dp, match, hits, misses):
+    dp.apply(one_rule(match))
+    for f in hits:
+        assert outcome(dp, f) == (XDP_DROP, Reason.RULE, Verdict.DROP), f.summary()
+    for f in misses:
+        assert outcome(dp, f) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS), f.summary()
+    assert dp.ap.rule_hits()["under-test"][0] == len(hits)
+
+
+ORDERED = """
+default: drop
+rules:
+  - {name: admin-ssh, match: {src: 10.0.0.1, dst_port: 22}, action: allow}
+  - {name: no-ssh, match: {dst_port: 22}, action: drop}
+  - {name: web, match: {proto: tcp, dst_port: [80, 443]}, action: allow}
+"""
+
+
+def test_first_match_wins_and_unmatched_traffic_takes_the_default(dp):
+    dp.apply(ORDERED)
+    assert outcome(dp, T(dport=22)) == (XDP_PASS, Reason.RULE, Verdict.PASS)
+    assert outcome(dp, T(src="10.0.0.5", dport=22)) == (XDP_DROP, Reason.RULE, Verdict.DROP)
+    assert outcome(dp, T(dport=443)) == (XDP_PASS, Reason.RULE, Verdict.PASS)
+    assert outcome(dp, U(dport=443)) == (XDP_DROP, Reason.DEFAULT, Verdict.DROP)
+    hits = dp.ap.rule_hits()
+    assert {n: h[0] for n, h in hits.items()} == {"admin-ssh": 1, "no-ssh": 1, "web": 1}
+    assert dp.ap.default_hits()[0] == 1
+    assert hits["web"][1] == len(T(dport=443))
+
+
+def test_swapping_two_rules_swaps_the_winner(dp):
+    swapped = ORDERED.replace("admin-ssh", "TMP").replace("no-ssh", "admin-ssh")
+    lines = swapped.splitlines()
+    lines[3], lines[4] = lines[4], lines[3]
+    dp.apply("\n".join(lines).replace("TMP", "no-ssh"))
+    assert outcome(dp, T(dport=22)) == (XDP_DROP, Reason.RULE, Verdict.DROP)
+
+
+def test_default_drop_with_no_rules_drops_everything_it_parses(dp):
+    dp.apply("default: drop")
+    for f in (T(), U(fr.C6, fr.S6), fr.icmp()):
+        assert outcome(dp, f) == (XDP_DROP, Reason.DEFAULT, Verdict.DROP)
+    assert outcome(dp, fr.arp()) == (XDP_PASS, Reason.UNPARSED, Verdict.PASS)
+
+
+def test_256_rules_load_and_the_256th_matches(dp):
+    rules = [{"name": f"r{i:03d}", "match": {"proto": "udp", "dst_port": 1000 + i},
+              "action": "allow"} for i in range(255)]
+    rules.append({"name": "r255", "match": {"dst_port": 9}, "action": "drop"})
+    dp.apply({"default": "allow", "rules": rules})
+    assert outcome(dp, U(dport=9)) == (XDP_DROP, Reason.RULE, Verdict.DROP)
+    assert outcome(dp, U(dport=1254)) == (XDP_PASS, Reason.RULE, Verdict.PASS)
+    assert outcome(dp, U(dport=1255)) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
+    hits = dp.ap.rule_hits()
+    assert (hits["r255"][0], hits["r254"][0], hits["r000"][0]) == (1, 1, 0)
+    ((_, flow),) = [kv for kv in dp.flows() if fr.htons(9) in (kv[0].port_a, kv[0].port_b)]
+    assert flow.rule[0] == 255
+
+
+def test_a_257th_rule_is_refused_and_the_running_policy_stays(dp):
+    dp.apply(one_rule({"dst_port": 9}))
+    rules = [{"name": f"r{i}", "match": {"dst_port": i + 1}, "action": "allow"}
+             for i in range(257)]
+    with pytest.raises(PolicyError, match="rules"):
+        dp.apply({"default": "allow", "rules": rules})
+    assert outcome(dp, U(dport=9)) == (XDP_DROP, Reason.RULE, Verdict.DROP)
+
+
+def test_rate_limit_passes_the_burst_then_drops_and_counts_it(dp):
+    dp.apply("""
+default: allow
+rules:
+  - {name: slow-dns, match: {proto: udp, dst_port: 53}, action: rate_limit,
+     rate_limit: {pps: 1, burst: 1}}
+""")
+    got = [outcome(dp, U(sport=40000 + i, dport=53)) for i in range(4)]
+    assert got[:1] == [(XDP_PASS, Reason.RULE, Verdict.PASS)]
+    assert got[1:] == [(XDP_DROP, Reason.RATE_LIMIT, Verdict.DROP)] * 3
+    assert dp.ap.rule_hits()["slow-dns"][0] == 4
+    assert outcome(dp, U(dport=54)) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
+
+
+def test_a_policy_change_reaches_a_running_flow(dp):
+    flow = T(flags="A", dport=8080)
+    assert outcome(dp, flow) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
+    gen = dp.apply(one_rule({"dst_port": 8080}))
+    assert outcome(dp, flow) == (XDP_DROP, Reason.RULE, Verdict.DROP)
+    ((_, f),) = dp.flows()
+    assert f.pol_gen == gen and f.pkts[0] == 2
+    dp.apply("default: allow")
+    assert outcome(dp, flow) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
+    assert len(dp.flows()) == 1, "the flow entry survives the policy changes"
+
+
+def test_reason_counters_carry_bytes_of_the_frames(dp):
+    dp.apply(one_rule({"proto": "udp"}))
+    a, b = U(payload=b"a" * 100), T()
+    dp.run(a)
+    dp.run(b)
+    c = dp.counters()
+    assert c[(Reason.RULE, Verdict.DROP)] == (1, len(a))
+    assert c[(Reason.DEFAULT, Verdict.PASS)] == (1, len(b))
+    assert fr.total_packets(dp) == 2
+
+
+def test_a_udp_frame_is_not_confused_with_its_inner_bytes(dp):
+    """A UDP payload that looks like a TCP header to port 9 does not match a TCP rule."""
+    dp.apply(one_rule({"proto": "tcp", "dst_port": 9}))
+    frame = fr.eth() / IP(src=fr.C4, dst=fr.S4) / UDP(sport=1, dport=9) / bytes(fr.tcp(dport=9))
+    assert outcome(dp, frame) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
