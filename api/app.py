@@ -23,11 +23,24 @@ from xdpgate.control.metrics import Metrics
 from xdpgate.control.policy import PolicyError
 
 from .auth import Tokens
+from .schemas import ErrorPublic
 from .routers import flows, health, metrics, policy, rules, sets, stats, status
 
 API_PREFIX = "/api/v1"
 MiB = 1 << 20
 READS = ("GET", "HEAD", "OPTIONS")
+_E = {"model": ErrorPublic}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {**_E, "description": "no token, or not one of ours"},
+    403: {**_E, "description": "the read-only token tried a change"},
+    404: {**_E, "description": "no rule, set or interface of that name"},
+    409: {**_E, "description": "the system refused the change (or the name exists)"},
+    412: {**_E, "description": "If-Match names an older policy"},
+    413: {**_E, "description": "request body over the limit"},
+    415: {**_E, "description": "unsupported body type"},
+    422: {**_E, "description": "invalid input; `loc` names the field"},
+    503: {**_E, "description": "the data path could not be read"},
+}
 
 
 def _detail(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -153,7 +166,8 @@ def create_app(controller: Any, tokens: Tokens, *, max_body: int = 64 * MiB) -> 
                            (policy.router, API_PREFIX), (rules.router, API_PREFIX),
                            (sets.router, API_PREFIX), (flows.router, API_PREFIX),
                            (stats.router, API_PREFIX)):
-        app.include_router(router, prefix=prefix)
+        app.include_router(router, prefix=prefix,
+                           responses={} if router is health.router else ERRORS)
         paths.update({id(rt): prefix + getattr(rt, "path", "") for rt in router.routes})
     app.add_middleware(BodyLimit, limit=max_body)
     app.add_middleware(RequestMetrics, metrics=m, paths=paths)

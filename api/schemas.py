@@ -23,6 +23,20 @@ Strict = ConfigDict(extra="forbid")
 __all__ = ["Policy", "Rule"]  # re-exported: the file format is the API format
 
 
+class ErrorItem(BaseModel):
+    model_config = Open
+    loc: list[str | int]
+    msg: str
+    type: str | None = None
+    line: int | None = None
+
+
+class ErrorPublic(BaseModel):
+    """Every error: a message, or FastAPI-style items naming the field (422)."""
+
+    detail: str | list[ErrorItem]
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
