@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xdpgate.control import __version__
@@ -78,9 +79,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, status_code=code)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Allow: every method of the path, not just one route's
+            methods = {m for rx, ms in app.state.route_methods if rx.match(request.url.path)
+                       for m in ms}
+            headers["Allow"] = ", ".join(sorted(methods))
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+                            headers=headers or None)
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -162,13 +168,17 @@ def create_app(controller: Any, tokens: Tokens, *, max_body: int = 64 * MiB) -> 
     app.state.metrics = m
     _install_error_handlers(app)
     paths: dict[int, str] = {}  # route -> full path template, for the request metrics
+    app.state.route_methods = []  # (path regex, methods), for 405's Allow
     for router, prefix in ((health.router, ""), (metrics.router, ""), (status.router, API_PREFIX),
                            (policy.router, API_PREFIX), (rules.router, API_PREFIX),
                            (sets.router, API_PREFIX), (flows.router, API_PREFIX),
                            (stats.router, API_PREFIX)):
         app.include_router(router, prefix=prefix,
                            responses={} if router is health.router else ERRORS)
-        paths.update({id(rt): prefix + getattr(rt, "path", "") for rt in router.routes})
+        for rt in router.routes:
+            paths[id(rt)] = prefix + rt.path  # type: ignore[attr-defined]
+            app.state.route_methods.append((compile_path(prefix + rt.path)[0],  # type: ignore
+                                            rt.methods))  # type: ignore[attr-defined]
     app.add_middleware(BodyLimit, limit=max_body)
     app.add_middleware(RequestMetrics, metrics=m, paths=paths)
     return app

@@ -337,9 +337,8 @@ int xdpgate_level(struct xdp_md *ctx)
 		__builtin_memcpy(sc->p.osrc, sc->p.src, 16);
 		__builtin_memcpy(sc->p.odst, sc->p.dst, 16);
 	}
-	if (r == XG_P_NOTIP)
-		return xg_exit(act_verdict(pol->unparsed_action),
-			       lvl ? XG_R_TUNNEL_MALFORMED : XG_R_UNPARSED, bytes);
+	if (r == XG_P_NOTIP) /* e.g. ARP inside VXLAN or GRE bridging: not an error */
+		return xg_exit(act_verdict(pol->unparsed_action), XG_R_UNPARSED, bytes);
 	if (r == XG_P_TUN_BAD || (r < 0 && lvl > 0))
 		return xg_exit(act_verdict(pol->unparsed_action), XG_R_TUNNEL_MALFORMED, bytes);
 	if (r < 0)

@@ -174,7 +174,12 @@ def demo(
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
         pfile = state_dir / "demo-policy.yaml"
-        pfile.write_text(DEMO_POLICY)
+        if scenario == "carrier":
+            from .scenario import CARRIER_POLICY
+
+            pfile.write_text(CARRIER_POLICY)
+        else:
+            pfile.write_text(DEMO_POLICY)
         (state_dir / "policy.yaml").unlink(missing_ok=True)
         cfg = RunConfig(ifaces=lab.gw_ifaces, mode=mode, policy_file=pfile, state_dir=state_dir,
                         netns=lab.gw_ns, instance="demo")

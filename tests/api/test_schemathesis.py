@@ -8,6 +8,7 @@ from pathlib import Path
 
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from xdpgate.api.app import create_app
 from xdpgate.api.auth import ensure_tokens
@@ -24,4 +25,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 @settings(max_examples=25, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 def test_generated_requests_get_no_5xx_and_conforming_responses(case):
-    case.call_and_validate(headers={"Authorization": f"Bearer {TOKENS.admin}"})
+    # A schema-valid request may still be refused on meaning (a stale If-Match is 412, an
+    # unknown rule 404, a port range 70000 422): that check is left out, the rest stay.
+    case.call_and_validate(headers={"Authorization": f"Bearer {TOKENS.admin}"},
+                           excluded_checks=[positive_data_acceptance])
