@@ -32,6 +32,7 @@ MiB = 1 << 20
 READS = ("GET", "HEAD", "OPTIONS")
 _E = {"model": ErrorPublic}
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {**_E, "description": "the body could not be parsed (e.g. not UTF-8 JSON)"},
     401: {**_E, "description": "no token, or not one of ours"},
     403: {**_E, "description": "the read-only token tried a change"},
     404: {**_E, "description": "no rule, set or interface of that name"},

@@ -37,8 +37,8 @@ from xdpgate.control import policy as pol  # noqa: E402
 from xdpgate.control import sets as xsets  # noqa: E402
 
 
-def time_xdpgate(flt, policy: pol.Policy, text: str) -> dict[str, float]:
-    p = C.Policy(flt)
+def time_xdpgate(p: C.Policy, policy: pol.Policy, text: str) -> dict[str, float]:
+    flt = p.f
     t0 = time.perf_counter()
     prefixes = xsets.parse_lines(text.splitlines(), "sets.big")
     t1 = time.perf_counter()
@@ -106,6 +106,8 @@ def main() -> None:
     ap.add_argument("--prefixes", type=int, default=1_000_000)
     ap.add_argument("--v6-share", type=float, default=0.1)
     ap.add_argument("--no-nft", action="store_true")
+    ap.add_argument("--adopt", action="store_true",
+                    help="also time an apply by a fresh Applier (reads the bank back, ~35 s at 1M)")
     ap.add_argument("--nft-timeout", type=float, default=90)
     args = ap.parse_args()
     C.require_root()
@@ -125,7 +127,8 @@ def main() -> None:
     with C.Lab("px", two_ns=False) as lab:
         try:
             flt = C.load_xdpgate(sizes)
-            xg = time_xdpgate(flt, policy, text)
+            ctl = C.Policy(flt)  # one applier, as in the running controller
+            xg = time_xdpgate(ctl, policy, text)
             C.log("xdpgate: " + ", ".join(f"{k} {v:.2f}s" for k, v in xg.items()))
             ips = time_ipset(lab.ns_a, lines, "p")
             C.log(f"ipset restore (hash:net): {ips:.2f}s")
@@ -136,17 +139,25 @@ def main() -> None:
                       f"nft -f (interval sets): did not finish in {args.nft_timeout:.0f}s")
             # the second bank: an apply of the same policy diffs against the other bank, which
             # is empty, so this is a second full load (measured to show the spread)
-            xg2 = time_xdpgate(flt, policy, text)
+            xg2 = time_xdpgate(ctl, policy, text)
             C.log("xdpgate (other bank): " + ", ".join(f"{k} {v:.2f}s" for k, v in xg2.items()))
-            xg3 = time_xdpgate(flt, policy, text)
+            xg3 = time_xdpgate(ctl, policy, text)
             C.log("xdpgate (same content again, diff is empty): "
                   + ", ".join(f"{k} {v:.2f}s" for k, v in xg3.items()))
+            if args.adopt:
+                # a controller that starts on a running filter has no cached bank state: its
+                # first apply reads the target bank back from the maps
+                xg4 = time_xdpgate(C.Policy(flt), policy, text)
+                C.log("xdpgate (fresh applier, bank read back first, diff empty): "
+                      + ", ".join(f"{k} {v:.2f}s" for k, v in xg4.items()))
             total = min(xg["total"], xg2["total"])
             C.log(f"runtime {time.perf_counter() - t_start:.0f}s")
             out = {"prefixes": len(lines), "xdpgate_s": total, "xdpgate_parse_s": xg["parse"],
                    "xdpgate_compile_s": xg["compile"], "xdpgate_apply_s": xg["apply"],
                    "xdpgate_noop_reapply_s": xg3["total"], "ipset_s": ips,
                    "xdpgate_over_ipset": total / ips}
+            if args.adopt:
+                out["xdpgate_adopt_reapply_s"] = xg4["total"]
             if nft is not None:
                 out["nft_s"] = nft
                 out["xdpgate_over_nft"] = total / nft

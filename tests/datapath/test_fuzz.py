@@ -16,7 +16,7 @@ from tests.datapath.frames import dp, module_dp, outcome  # noqa: F401
 from tests.harness import XDP_DROP, XDP_PASS, XDP_TX
 from xdpgate.control.layout import Reason, Verdict
 
-FUZZ = settings(max_examples=400, derandomize=True, deadline=None, database=None,
+FUZZ = settings(max_examples=1500, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 
