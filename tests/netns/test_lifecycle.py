@@ -38,6 +38,7 @@ class Daemon:
     """`xdpgate run` in a subprocess, with SIGINT at its default."""
 
     def __init__(self, lab: Lab, tmp: Path, *extra: str, policy: Path | None = None) -> None:
+        self.lab = lab
         self.policy = policy or tmp / "policy.yaml"
         if policy is None:
             self.policy.write_text(POLICY)
@@ -81,6 +82,9 @@ def daemons():
         if d.p.poll() is None:
             d.p.kill()
             d.p.wait()
+    for d in started:  # a killed or kept filter leaves pins: remove them with the lab
+        for p in loader.find_pin_dirs(d.lab.prefix, d.lab.gw_ns):
+            loader.remove_pins(p)
 
 
 def delivered(lab: Lab, port: int, n: int = 5) -> int:
@@ -245,3 +249,28 @@ def test_demo_builds_its_lab_and_ctrl_c_removes_everything(tmp_path):
     assert not Lab.exists("xgdemo")
     assert not [n for n in os.listdir("/var/run/netns") if n.startswith("xgdemo")]
     assert "demo lab removed" in out.read_text()
+
+
+CLASS_POLICY = """
+default: allow
+rules:
+  - {name: no-voip, match: {category: voip}, action: drop}
+"""
+
+
+@pytest.mark.parametrize("fail_mode", ["open", "closed"])
+def test_fail_mode_decides_unlabelled_flows_while_the_controller_is_away(lab, tmp_path, daemons,
+                                                                         fail_mode):
+    """With a policy that needs the classifier, a controller killed for longer than the
+    heartbeat window leaves new flows to the fail mode: closed drops them, open passes them."""
+    pfile = tmp_path / "class.yaml"
+    pfile.write_text(CLASS_POLICY)
+    d = Daemon(lab, tmp_path, "--fail-mode", fail_mode, policy=pfile)
+    daemons.append(d)
+    d.wait_for("filtering on")
+    assert delivered(lab, 7100) == 5  # controller present: unlabelled flows follow the rules
+    d.p.kill()
+    d.p.wait()
+    time.sleep(4.0)  # longer than the 3 s the data path waits for a heartbeat
+    n = delivered(lab, 7101)
+    assert n == (0 if fail_mode == "closed" else 5)
