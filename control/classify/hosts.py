@@ -43,7 +43,7 @@ HOST_SUFFIXES: dict[str, str] = {
     "nflxext.com": "netflix", "nflxso.net": "netflix", "nflximg.com": "netflix",
     "spotify.com": "spotify", "scdn.co": "spotify", "spotifycdn.com": "spotify",
     "twitch.tv": "twitch", "ttvnw.net": "twitch", "jtvnw.net": "twitch",
-    "1kxun.com": "1kxun", "kxun.com": "1kxun", "dailymotion.com": "dailymotion",
+    "1kxun.com": "1kxun", "kxun.com": "1kxun", "1kxun.mobi": "1kxun", "dailymotion.com": "dailymotion",
     "dazn.com": "dazn", "dca-ent.com": "dazn", "hulu.com": "hulu", "hbo.com": "hbo",
     "hbomax.com": "hbo", "disneyplus.com": "disneyplus", "vimeo.com": "vimeo",
     "soundcloud.com": "soundcloud", "deezer.com": "deezer", "pandora.com": "pandora",

@@ -1,0 +1,192 @@
+"""Application, device and game protocols recognised by a fixed binary or text header.
+
+Each entry is (app, l4s, ports or None, check): ``check(payload)`` must hold on one of the first
+payload packets of the flow, in either direction.  A port set narrows where a short check is
+tried (the protocol's registered or documented default ports); ``None`` means any port, so the
+check must be specific (a magic number plus a length field that must agree with the packet).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .base import GIVE_UP, Flow, Label, Spec, app_label
+
+SPEC = Spec("appsigs", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=4,
+            priority=46)
+
+_U32 = struct.Struct("!I")
+
+
+def _eaq(p: bytes) -> bool:
+    # EAQ (Brazilian broadband quality probe): 16-byte echo, 32-bit sequence number first
+    return len(p) == 16 and p[:2] == b"\0\0" and p[12:14] == b"\0\0" and p[15] == 0
+
+
+def _alicloud(p: bytes) -> bool:
+    # AliCloud/Aliyun IoT & client long-link: 0xBABEFACE little-endian magic
+    return len(p) >= 8 and p[:4] == b"\xce\xfa\xbe\xba"
+
+
+def _fix(p: bytes) -> bool:
+    # FIX: tag=value fields separated by SOH, always BeginString (8), BodyLength (9), MsgType (35)
+    if not p.startswith(b"8="):
+        return False
+    i = p.find(b"\x019=", 2, 24)
+    return i > 0 and p.find(b"\x0135=", i, i + 24) > 0
+
+
+def _tuya(p: bytes) -> bool:
+    # Tuya local protocol: 0x000055AA prefix, 0x0000AA55 suffix, length field at 12
+    return (len(p) >= 24 and p[:4] == b"\x00\x00\x55\xaa" and p[-4:] == b"\x00\x00\xaa\x55"
+            and _U32.unpack_from(p, 12)[0] == len(p) - 16)
+
+
+def _avast(p: bytes) -> bool:
+    # Avast client: "NOSA" + big-endian message length
+    return len(p) >= 8 and p[:4] == b"NOSA" and struct.unpack_from("!H", p, 4)[0] == len(p)
+
+
+def _dnscrypt(p: bytes) -> bool:
+    # DNSCrypt v2: every resolver response starts with the fixed resolver magic
+    return p.startswith(b"r6fnvWj8")
+
+
+# ONC RPC programs: portmapper, NFS, mountd, NLM, NSM status, NFS ACL
+_RPC_NFS_PROGRAMS = frozenset({100000, 100003, 100005, 100021, 100024, 100227})
+
+
+def _onc_rpc_nfs(p: bytes) -> bool:
+    q = p
+    if len(q) >= 28 and q[0] & 0x80 and (_U32.unpack_from(q, 0)[0] & 0x7FFFFFFF) == len(q) - 4:
+        q = q[4:]  # TCP record marker (last fragment)
+    if len(q) < 24:
+        return False
+    mtype, rpcvers, prog = struct.unpack_from("!III", q, 4)
+    return mtype == 0 and rpcvers == 2 and prog in _RPC_NFS_PROGRAMS
+
+
+def _bjnp(p: bytes) -> bool:
+    # Canon BJNP printer/scanner discovery
+    return len(p) >= 16 and p[:4] in (b"BJNP", b"BJNB", b"MFNP", b"MFNB") and \
+        p[4] in (0x01, 0x02, 0x81, 0x82)
+
+
+def _hp_virtgrp(p: bytes) -> bool:
+    # HP Virtual Group: 0x16 0x00 then little-endian total length (not TLS: TLS has 0x16 0x03)
+    return len(p) >= 32 and p[0] == 0x16 and p[1] == 0 and \
+        struct.unpack_from("<H", p, 2)[0] == len(p)
+
+
+def _tplink_shp(p: bytes) -> bool:
+    # TP-Link smart home: JSON "encrypted" with an autokey XOR starting at 171; TCP adds a
+    # 4-byte length prefix
+    if len(p) >= 8 and _U32.unpack_from(p, 0)[0] == len(p) - 4:
+        p = p[4:]
+    if len(p) < 8:
+        return False
+    key, out = 171, bytearray()
+    for c in p[:256]:
+        out.append(key ^ c)
+        key = c
+    if not out.startswith(b'{"'):
+        return False
+    if len(p) <= 256 and not out.rstrip().endswith(b"}"):
+        return False
+    return all(32 <= c < 127 for c in out)
+
+
+def _elasticsearch(p: bytes) -> bool:
+    # Elasticsearch transport protocol: "ES" + big-endian length of the rest
+    return len(p) >= 6 and p[:2] == b"ES" and _U32.unpack_from(p, 2)[0] == len(p) - 6
+
+
+def _kcp(p: bytes) -> bool:
+    # KCP segments (24-byte header: conv, cmd 81-84, frg, wnd, ts, sn, una, len), possibly
+    # several in one datagram; they must fill it exactly and share the conversation id
+    if len(p) < 24:
+        return False
+    conv = p[:4]
+    off = 0
+    while off < len(p):
+        if len(p) - off < 24 or p[off:off + 4] != conv or not 81 <= p[off + 4] <= 84:
+            return False
+        n = struct.unpack_from("<I", p, off + 20)[0]
+        if p[off + 4] != 81 and n:
+            return False  # only push segments carry data
+        off += 24 + n
+    return off == len(p)
+
+
+def _nintendo(p: bytes) -> bool:
+    # Nintendo Switch online (NEX/PIA) datagram magic
+    return len(p) >= 12 and p[:4] == b"\x32\xab\x98\x64"
+
+
+def _photon(p: bytes) -> bool:
+    # Exit Games Photon (used by many mobile games): 12-byte header with a command count, then
+    # that many commands (type 1-12, 12-byte header, big-endian length) filling the datagram
+    if len(p) < 24:
+        return False
+    count = p[3]
+    if not 1 <= count <= 32:
+        return False
+    off = 12
+    for _ in range(count):
+        if len(p) - off < 12 or not 1 <= p[off] <= 12:
+            return False
+        n = _U32.unpack_from(p, off + 4)[0]
+        if n < 12:
+            return False
+        off += n
+    return off == len(p)
+
+
+def _socks(p: bytes) -> bool:
+    # SOCKS5 greeting (version, n methods, methods) or SOCKS4/4a CONNECT/BIND request
+    if len(p) >= 3 and p[0] == 5 and len(p) == 2 + p[1] and p[1] >= 1:
+        return all(m <= 9 or 0x80 <= m <= 0xFE for m in p[2:])
+    return len(p) >= 9 and p[0] == 4 and p[1] in (1, 2) and p[-1] == 0
+
+
+# (app, l4s, ports or None, check, confidence)
+TABLE: tuple = (
+    ("eaq", ("udp",), {6000}, _eaq, 0.7),
+    ("alicloud", ("tcp",), None, _alicloud, 0.8),
+    ("fix", ("tcp",), None, _fix, 0.9),
+    ("tuyalp", ("udp", "tcp"), None, _tuya, 0.9),
+    ("avast", ("tcp",), None, _avast, 0.9),
+    ("dnscrypt", ("udp", "tcp"), None, _dnscrypt, 0.85),
+    ("nfs", ("udp", "tcp"), None, _onc_rpc_nfs, 0.8),
+    ("bjnp", ("udp", "tcp"), None, _bjnp, 0.9),
+    ("hp-virtgrp", ("tcp",), None, _hp_virtgrp, 0.7),
+    ("tplink-shp", ("udp", "tcp"), {9999}, _tplink_shp, 0.9),
+    ("elasticsearch", ("tcp",), None, _elasticsearch, 0.85),
+    ("kcp", ("udp",), None, _kcp, 0.7),
+    ("nintendo", ("udp",), None, _nintendo, 0.75),
+    ("tocaboca", ("udp",), {5055, 5056}, _photon, 0.8),
+    ("socks", ("tcp",), {1080}, _socks, 0.7),
+)
+
+_BY_L4: dict[str, list] = {"udp": [], "tcp": []}
+for _row in TABLE:
+    for _l4 in _row[1]:
+        _BY_L4[_l4].append(_row)
+
+
+def match(flow: Flow, ctx) -> Label | None:
+    pl = flow.last.payload
+    l4 = flow.l4
+    ports = flow.ports()
+    for app, _l4s, pset, check, conf in _BY_L4[l4]:
+        if pset is not None and ports[0] not in pset and ports[1] not in pset:
+            continue
+        try:
+            ok = check(pl)
+        except (IndexError, struct.error):
+            ok = False
+        if ok:
+            return app_label(app, f"{app}-header", conf, l4=l4)
+    if flow.npayload >= 3:
+        return GIVE_UP
+    return None
