@@ -77,23 +77,51 @@ def _inline_sets(policy: Policy) -> dict[str, list[Prefix]]:
 
 
 def memberships(sets: dict[str, list[Prefix]]) -> dict[Prefix, frozenset[str]]:
-    """Prefix -> names of the sets holding it or a shorter prefix covering it."""
-    own: dict[Prefix, set[str]] = {}
+    """Prefix -> names of the sets holding it or a shorter prefix covering it.
+
+    Written for a million prefixes: memberships are interned frozensets, and each
+    address family is walked once in (network, length) order with a stack of the
+    enclosing prefixes.
+    """
+    interned: dict[frozenset[str], frozenset[str]] = {}
+    unions: dict[tuple[frozenset[str], frozenset[str]], frozenset[str]] = {}
+
+    def union(a: frozenset[str], b: frozenset[str]) -> frozenset[str]:
+        k = (a, b)
+        r = unions.get(k)
+        if r is None:
+            r = a | b
+            r = interned.setdefault(r, r)
+            unions[k] = r
+        return r
+
+    if len(sets) == 1:  # one set (the big blocklist case): every prefix is simply in it
+        (name, prefixes), = sets.items()
+        return dict.fromkeys(prefixes, frozenset((name,)))
+    own: dict[Prefix, frozenset[str]] = {}
     for name, prefixes in sets.items():
+        fs = interned.setdefault(frozenset((name,)), frozenset((name,)))
+        if not own:
+            own = dict.fromkeys(prefixes, fs)
+            continue
         for p in prefixes:
-            own.setdefault(p, set()).add(name)
+            cur = own.get(p)
+            own[p] = fs if cur is None else union(cur, fs)
     out: dict[Prefix, frozenset[str]] = {}
-    for ver in (4, 6):
-        bits = 32 if ver == 4 else 128
-        stack: list[tuple[int, int, frozenset[str]]] = []  # (start, end, membership)
-        for p in sorted(k for k in own if k[0] == ver):
-            _, net, plen = p
+    for ver, bits in ((4, 32), (6, 128)):
+        order = sorted((net << 8) | plen for v, net, plen in own if v == ver)
+        stack: list[tuple[int, frozenset[str]]] = []  # (end, membership) of enclosing prefixes
+        for x in order:
+            net, plen = x >> 8, x & 0xFF
             end = net + (1 << (bits - plen))
-            while stack and not (stack[-1][0] <= net and end <= stack[-1][1]):
+            while stack and end > stack[-1][0]:
                 stack.pop()
-            m = frozenset(own[p]) | (stack[-1][2] if stack else frozenset())
+            p = (ver, net, plen)
+            m = own[p]
+            if stack:
+                m = union(m, stack[-1][1])
             out[p] = m
-            stack.append((net, end, m))
+            stack.append((end, m))
     return out
 
 

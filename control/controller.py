@@ -90,6 +90,8 @@ class Controller:
         policy = self._startup_policy()
         self.filter = loader.load(c.sizes, instance=c.instance, netns=c.netns, pin=True)
         self.applier = Applier(self.filter.maps)
+        if not self.filter.adopted:
+            self.applier.assume_empty()
         try:
             self._commit(policy, actor="startup", what="start", persist=True, bump=True)
             self.applier.write_config(sample_pkts=c.sample_pkts if c.classify else 0,

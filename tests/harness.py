@@ -25,6 +25,8 @@ class DP:
         self.f = flt
         self.maps = flt.maps
         self.ap = Applier(flt.maps)
+        if not flt.adopted and flt.pin_dir is None:
+            self.ap.assume_empty()
 
     def apply(self, policy: str | pol.Policy | dict) -> int:
         if isinstance(policy, str):

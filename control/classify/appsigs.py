@@ -16,6 +16,7 @@ SPEC = Spec("appsigs", frozenset({"udp", "tcp"}), needs_payload=True, max_packet
             priority=46)
 
 _U32 = struct.Struct("!I")
+SNAP_CUT = 900  # a sample at least this long may have been cut by the sampler's snap length
 
 
 def _eaq(p: bytes) -> bool:
@@ -115,7 +116,7 @@ def _kcp(p: bytes) -> bool:
         if p[off + 4] != 81 and n:
             return False  # only push segments carry data
         off += 24 + n
-    return off == len(p)
+    return off == len(p) or (off > len(p) >= SNAP_CUT)  # the sample may be cut
 
 
 def _nintendo(p: bytes) -> bool:
@@ -149,6 +150,45 @@ def _socks(p: bytes) -> bool:
     return len(p) >= 9 and p[0] == 4 and p[1] in (1, 2) and p[-1] == 0
 
 
+def _dropbox_lansync(p: bytes) -> bool:
+    # Dropbox LAN sync discovery: a JSON broadcast announcing host_int, version and port
+    return p[:1] == b"{" and b'"host_int"' in p[:200] and b'"version"' in p
+
+
+def _xiaomi(p: bytes) -> bool:
+    # Xiaomi push channel: 0xC2FE magic, version 5, big-endian body length + 12-byte header
+    return len(p) >= 16 and p[:4] == b"\xc2\xfe\x00\x05" and \
+        _U32.unpack_from(p, 4)[0] + 12 == len(p)
+
+
+def _zug(p: bytes) -> bool:
+    # ZUG (Zoom's p2p CDN transport): "\0zUG" magic
+    return len(p) >= 16 and p[:4] == b"\x00zUG"
+
+
+def _levin(p: bytes) -> bool:
+    # Levin, the CryptoNote (Monero) p2p framing: 8-byte signature, LE body size, flags
+    return len(p) >= 33 and p[:8] == b"\x01\x21\x01\x01\x01\x01\x01\x01"
+
+
+def _munin(p: bytes) -> bool:
+    return p.startswith(b"# munin node at ")
+
+
+def _roughtime(p: bytes) -> bool:
+    # Roughtime: "ROUGHTIM" framing (IETF drafts) or a bare tagged message: LE tag count,
+    # offsets, then four-letter tags among which NONC (request) or SREP/SIG (response)
+    if p.startswith(b"ROUGHTIM"):
+        return True
+    if len(p) < 16:
+        return False
+    n = struct.unpack_from("<I", p, 0)[0]
+    if not 1 <= n <= 16 or len(p) < 8 * n:
+        return False
+    tags = p[4 * n:8 * n]
+    return any(tags[i:i + 4] in (b"NONC", b"SREP", b"SIG\x00") for i in range(0, 4 * n, 4))
+
+
 # (app, l4s, ports or None, check, confidence)
 TABLE: tuple = (
     ("eaq", ("udp",), {6000}, _eaq, 0.7),
@@ -166,6 +206,12 @@ TABLE: tuple = (
     ("nintendo", ("udp",), None, _nintendo, 0.75),
     ("tocaboca", ("udp",), {5055, 5056}, _photon, 0.8),
     ("socks", ("tcp",), {1080}, _socks, 0.7),
+    ("dropbox", ("udp",), {17500}, _dropbox_lansync, 0.85),
+    ("xiaomi", ("tcp",), None, _xiaomi, 0.8),
+    ("zug", ("udp",), None, _zug, 0.8),
+    ("monero", ("tcp",), None, _levin, 0.85),
+    ("munin", ("tcp",), None, _munin, 0.9),
+    ("roughtime", ("udp", "tcp"), {2002}, _roughtime, 0.8),
 )
 
 _BY_L4: dict[str, list] = {"udp": [], "tcp": []}

@@ -20,7 +20,7 @@ __all__ = ["Classifier", "Expectation", "HostKnowledge", "Label", "MODULES"]
 MODULES: tuple[str, ...] = (
     "dns", "sip", "stun", "rtp", "dtls", "iax2", "h323", "mgcp", "teamspeak", "mumble",
     "bittorrent", "gnutella", "http", "tls", "quic", "whatsapp", "zoom", "discord",
-    "telegram", "wireguard", "openvpn", "netproto", "skinny", "qq", "appsigs",
+    "telegram", "wireguard", "openvpn", "netproto", "skinny", "qq", "appsigs", "viber",
 )
 
 IDLE_TIMEOUT = {"tcp": 300.0, "udp": 120.0}

@@ -29,7 +29,8 @@ def tpkt(pl: bytes) -> int | None:
 def match(flow: Flow, ctx) -> Label | None:
     pl = flow.last.payload
     if flow.l4 == "udp":
-        if flow.has_port(RAS_PORT) and len(pl) >= 6 and pl[0] >> 2 < 0x20 and pl[0] & 0x3 == 0:
+        # PER: extension bit clear, then the 5-bit RasMessage choice (25 alternatives)
+        if flow.has_port(RAS_PORT) and len(pl) >= 6 and not pl[0] & 0x80 and (pl[0] >> 2) <= 25:
             return voip_label("h323", "h225-ras", 0.6)
         return GIVE_UP
     n = tpkt(pl)

@@ -27,7 +27,13 @@ HEADER_APPS: tuple[tuple[bytes, str], ...] = (
                                               "ocsp"),
     (b"content-type: application/dns-message", "doh-dot"),
     (b"user-agent: whatsapp", "whatsapp"), (b"user-agent: spotify", "spotify"),
+    (b"\r\nserver: ntopng", "ntop"), (b"content-type: application/dash+xml", "mpegdash"),
 )
+# request-target suffixes (path before any query) of MPEG-DASH manifests and media segments
+DASH_SUFFIXES = (b".mpd", b".m4s", b".m4v", b".m4a", b".mp4", b".cmfv", b".cmfa")
+# a plain request that names no app waits this long (payload packets) for the response head,
+# whose headers (Server, Content-Type) may name it
+GENERIC_REQUEST_CONF = 0.45
 
 
 def header(msg: bytes, name: bytes) -> bytes | None:
@@ -57,8 +63,11 @@ def match(flow: Flow, ctx) -> Label | None:
         if pl.startswith(b"HTTP/1.1 200 OK") and flow.has_port(1900):
             return app_label("ssdp", "ssdp-response", 0.8, l4="udp")
         return GIVE_UP
-    if pl.startswith(b"HTTP/1.") and s.dir == 1:
-        return _from_head(flow, ctx, pl, "http-response", 0.5)
+    if pl.startswith(b"HTTP/1."):
+        lab = _from_head(flow, ctx, pl, "http-response", 0.5)
+        if lab.app == "http" and flow.tentative is not None and flow.tentative.app == "http":
+            return app_label("http", flow.tentative.reason, 0.8)  # the request's verdict
+        return lab
     if pl.startswith(b"RTSP/1.0"):
         return app_label("rtsp", "rtsp-response", 0.9)
     if any(pl.startswith(m) for m in RTSP_METHODS):
@@ -77,7 +86,12 @@ def match(flow: Flow, ctx) -> Label | None:
             return app_label("http-connect", "http-connect", 0.8)
         if line.split(b" ", 2)[1:2] and line.split(b" ", 2)[1].startswith(b"http://"):
             return _from_head(flow, ctx, pl, "http-proxy-request", 0.8, default="http-proxy")
-        return _from_head(flow, ctx, pl, "http-request", 0.8)
+        lab = _from_head(flow, ctx, pl, "http-request", 0.8)
+        if lab.app == "http" and lab.reason == "http-request":
+            return app_label("http", "http-request", GENERIC_REQUEST_CONF)
+        return lab
+    if flow.tentative is not None and flow.tentative.app == "http":
+        return app_label("http", flow.tentative.reason, 0.8)  # body bytes: no head coming
     if flow.npayload >= 2:
         return GIVE_UP
     return None
@@ -90,6 +104,9 @@ def _from_head(flow: Flow, ctx, head: bytes, why: str, conf: float,
     for prefix, app in URI_APPS:
         if app and prefix in line:
             return app_label(app, f"http-uri:{app}", 0.9)
+    target = line.split(b" ", 2)[1] if line.count(b" ") >= 2 else b""
+    if target.split(b"?", 1)[0].endswith(DASH_SUFFIXES):
+        return app_label("mpegdash", "http-uri:dash-segment", 0.85)
     for word, app in HEADER_APPS:
         if word in low:
             return app_label(app, f"http-header:{app}", 0.85)

@@ -187,6 +187,8 @@ TABLE: tuple = (
     ("nat-pmp", "udp", {5351}, _nat_pmp, 0.7),
     ("collectd", "udp", {25826}, _collectd, 0.7),
     ("bfd", "udp", {3784, 3785, 4784}, _bfd, 0.85),
+    # BFD echo (3785) is looped back by the peer's forwarding plane: any content, own port
+    ("bfd", "udp", {3785}, lambda p: 8 <= len(p) <= 64, 0.6),
     ("hsrp", "udp", {1985, 2029}, _hsrp, 0.7),
     ("ldap", "tcp", {389, 3268}, _ldap, 0.85),
     ("ldap", "udp", {389}, _ldap, 0.85),

@@ -46,6 +46,7 @@ PORTS: dict[tuple[str, int], str] = {
     ("udp", 2123): "gtp-c", ("udp", 1701): "l2tp", ("udp", 1645): "radius",
     ("udp", 1646): "radius", ("udp", 427): "slp", ("tcp", 502): "modbus",
     ("tcp", 20000): "dnp3", ("udp", 47808): "bacnet", ("tcp", 2404): "iec60870",
+    ("udp", 17500): "dropbox", ("tcp", 17500): "dropbox", ("tcp", 4949): "munin",
 }
 
 

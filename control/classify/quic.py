@@ -186,6 +186,30 @@ def _gquic_sni(pl: bytes) -> str | None:
     return None
 
 
+# Facebook's mvfst implementation uses its own version numbers 0xfaceb00X
+MVFST_VERSIONS = frozenset({0xFACEB001, 0xFACEB002, 0xFACEB00E, 0xFACEB010, 0xFACEB011})
+
+
+def long_header_family(pl: bytes, wire_len: int | None = None) -> str | None:
+    """A QUIC long-header Initial whose keys we do not have: "mvfst", "ietf" (drafts) or None.
+
+    Checked: header form and fixed bits, a known version family, connection-id lengths within
+    the limit (20) and the datagram padded as client Initials must be (>= 1200 bytes; the
+    sample may be cut, so the packet's wire length counts when given)."""
+    size = len(pl) if wire_len is None else max(len(pl), wire_len - 28)
+    if size < 1200 or len(pl) < 64 or pl[0] & 0xC0 != 0xC0:
+        return None
+    v = int.from_bytes(pl[1:5], "big")
+    dl = pl[5]
+    if dl > 20 or len(pl) < 7 + dl or pl[6 + dl] > 20:
+        return None
+    if v in MVFST_VERSIONS:
+        return "mvfst"
+    if v >> 8 == 0xFF0000 or v in VERSIONS:
+        return "ietf"
+    return None
+
+
 def match(flow: Flow, ctx) -> Label | None:
     from .tls import label_for_hello, parse_client_hello
 
@@ -200,6 +224,11 @@ def match(flow: Flow, ctx) -> Label | None:
         return None if "quic" in st else GIVE_UP
     r = decrypt_initial(pl)
     if r is None:
+        fam = long_header_family(pl, s.wire_len)
+        if fam == "mvfst":
+            return app_label("facebook", "quic-mvfst", 0.6, l4="udp", carrier=True)
+        if fam is not None and "quic" not in st:
+            return app_label("quic", "quic-long-header", 0.55, l4="udp", carrier=True)
         return None if "quic" in st else GIVE_UP
     _v, _dcid, plain = r
     chunks = st.setdefault("quic", {})

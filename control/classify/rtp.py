@@ -2,7 +2,8 @@
 
 One packet with a plausible RTP header is only a hint; two packets of one direction with the
 same SSRC, a sequence number a little ahead and a timestamp not behind decide the flow.  RTCP
-is recognised by a compound packet whose first report is SR/RR with a consistent length.  Over
+is recognised by a compound packet whose first report is SR/RR with a consistent length, SRTCP
+by two such clear first headers (one SSRC per side) followed by the encrypted remainder.  Over
 TCP, RTP/RTCP come framed with a two-byte length (RFC 4571).
 """
 
@@ -60,6 +61,19 @@ def is_rtcp(pl: bytes) -> bool:
     return False
 
 
+def is_srtcp(pl: bytes) -> bool:
+    """SRTCP (RFC 3711): the first SR/RR header is in clear with an exact length, the rest of
+    the compound is encrypted and followed by the E-flag/index word and the auth tag."""
+    if len(pl) < 8 or pl[0] >> 6 != 2 or pl[1] not in RTCP_FIRST:
+        return False
+    rc = pl[0] & 0x1F
+    words = struct.unpack_from("!H", pl, 2)[0]
+    if words != (6 if pl[1] == 200 else 1) + 6 * rc:
+        return False
+    tail = len(pl) - (words + 1) * 4
+    return 8 <= tail <= 1200
+
+
 def _frames(flow: Flow, pl: bytes) -> bytes:
     if flow.l4 == "tcp":
         if len(pl) < 14:
@@ -99,6 +113,13 @@ def match(flow: Flow, ctx) -> Label | None:
         if st["rtcp_hits"] >= 2 or len(pl) >= 28:
             return _label(flow, ctx, "rtcp", "rtcp-compound", 0.7)
         return _label(flow, ctx, "rtcp", "rtcp-header", 0.3)
+    if is_srtcp(pl):
+        ssrcs = st.setdefault("srtcp", set())
+        ssrcs.add(pl[4:8])
+        st["srtcp_hits"] = st.get("srtcp_hits", 0) + 1
+        if st["srtcp_hits"] >= 2 and len(ssrcs) <= 2:  # one sender per side
+            return _label(flow, ctx, "rtcp", "srtcp-header", 0.7)
+        return None
     if st.get("stun_seen"):
         return None  # interleaved with STUN/DTLS: keep watching
     if flow.npayload >= 2:

@@ -16,6 +16,8 @@ SIZE_RANGE = (40, 1100)  # payload bytes of audio and video frames
 IAT_RANGE = (0.01, 0.07)  # seconds between packets of one direction
 MIN_SHARE_IN_RANGE = 0.8
 CONFIDENCE = 0.35
+MIN_PER_DIRECTION = 2  # a call carries media both ways
+MAX_ZERO_SHARE = 0.25  # encrypted (SRTP-like) media is near-random: few zero bytes
 
 
 def match(flow: Flow, ctx) -> Label | None:
@@ -39,6 +41,12 @@ def match(flow: Flow, ctx) -> Label | None:
         return None
     if _printable_share(samples) > 0.7:
         return None  # text protocol, not encrypted media
+    if len({s.payload for s in samples}) < len(samples):
+        return None  # a repeated datagram is a retried handshake or keep-alive, not media
+    if _zero_share(samples) > MAX_ZERO_SHARE:
+        return None  # zero-padded structured messages (game/control), not encrypted media
+    if min(sum(1 for s in samples if s.dir == d) for d in (0, 1)) < MIN_PER_DIRECTION:
+        return None
     if len({s.dir for s in samples}) < 2:
         return None  # a call talks both ways
     jitter = median(abs(x - m) for x in iats)
@@ -52,3 +60,10 @@ def _printable_share(samples) -> float:
     if not data:
         return 0.0
     return sum(1 for c in data if 32 <= c < 127 or c in (9, 10, 13)) / len(data)
+
+
+def _zero_share(samples) -> float:
+    data = b"".join(s.payload[12:64] for s in samples)  # past an RTP-sized header
+    if not data:
+        return 0.0
+    return data.count(0) / len(data)

@@ -22,6 +22,28 @@ def match(flow: Flow, ctx) -> Label | None:
             return voip_label("zoom", "zoom-sfu-media", 0.85)
         flow.state["zoom"] = flow.state.get("zoom", 0) + 1
         return voip_label("zoom", "zoom-sfu-header", 0.45 if flow.state["zoom"] > 1 else 0.3)
+    if _p2p_hello(pl):
+        return voip_label("zoom", "zoom-p2p-hello", 0.8)
     if is_zoom_host and flow.has_port(*ZOOM_PORTS):
         return voip_label("zoom", "zoom-media-port", 0.6)
     return GIVE_UP if flow.npayload >= 2 else None
+
+
+_ADDR_CHARS = frozenset(b"0123456789abcdefABCDEF.:")
+
+
+def _p2p_hello(pl: bytes) -> bool:
+    """Zoom P2P connectivity probe: type 0x1f/0x20, then at offset 24 the peer's address as a
+    length-prefixed string followed by the length-prefixed (36-char) meeting UUID."""
+    if len(pl) < 72 or pl[0] not in P2P_TYPES or pl[2:4] != b"\x01\x00":
+        return False
+    n = int.from_bytes(pl[24:28], "big")
+    if not 7 <= n <= 45 or len(pl) < 32 + n + 36:
+        return False
+    if not all(c in _ADDR_CHARS for c in pl[28:28 + n]):
+        return False
+    off = 28 + n
+    if int.from_bytes(pl[off:off + 4], "big") != 36:
+        return False
+    uuid = pl[off + 4:off + 40]
+    return len(uuid) == 36 and uuid[8:9] == b"-" and uuid[13:14] == b"-" and uuid[23:24] == b"-"

@@ -223,14 +223,15 @@ def test_malformed_tunnel_headers_follow_the_unparsed_action(dp, frame, unp, xdp
     assert dp.flows() == []
 
 
-@pytest.mark.xfail(strict=True, reason="bpf/xdpgate.c xdpgate_level(): XG_P_NOTIP at lvl > 0 "
-                   "is counted TUNNEL_MALFORMED, so ARP inside VXLAN or GRE-TEB (ordinary L2 "
-                   "traffic) shows up as a malformed tunnel; fix: count XG_R_UNPARSED for "
-                   "XG_P_NOTIP at every level")
-def test_arp_inside_vxlan_is_unparsed_not_a_malformed_tunnel(dp):
-    frame = fr.eth() / IP(src=fr.T4A, dst=fr.T4B) / UDP(sport=1, dport=4789) / \
-        Raw(b"\x08\0\0\0\0\0\x2a\0" + bytes(fr.arp()))
+@pytest.mark.parametrize("frame", [
+    fr.eth() / IP(src=fr.T4A, dst=fr.T4B) / UDP(sport=1, dport=4789) /
+    Raw(b"\x08\0\0\0\0\0\x2a\0" + bytes(fr.arp())),
+    fr.gre(fr.arp(), key=5),
+], ids=["arp_in_vxlan", "arp_in_gre_bridging"])
+def test_non_ip_inside_an_l2_tunnel_is_unparsed_not_a_malformed_tunnel(dp, frame):
     assert outcome(dp, frame) == (XDP_PASS, Reason.UNPARSED, Verdict.PASS)
+    dp.apply("default: allow\nunparsed: drop")
+    assert outcome(dp, frame) == (XDP_DROP, Reason.UNPARSED, Verdict.DROP)
 
 
 # ---- nesting: a second filter loaded to open two levels -------------------------------

@@ -52,6 +52,17 @@ class FakeMap:
         for k, v in zip(keys, values):
             self.set(k, v)
 
+    def set_many_raw(self, kbuf: bytes, vbuf: bytes, n: int) -> None:
+        ks, vs = ct.sizeof(self.key_t), ct.sizeof(self._vbuf_t)
+        for i in range(n):
+            self.set(self.key_t.from_buffer_copy(kbuf, i * ks),
+                     self._vbuf_t.from_buffer_copy(vbuf, i * vs))
+
+    def delete_many_raw(self, kbuf: bytes, n: int) -> None:
+        ks = ct.sizeof(self.key_t)
+        for i in range(n):
+            self.delete(self.key_t.from_buffer_copy(kbuf, i * ks))
+
     def delete_many(self, keys: list[Any]) -> None:
         for k in keys:
             self.delete(k)
