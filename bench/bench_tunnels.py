@@ -100,7 +100,7 @@ def make_policy(nrules: int, files: dict[str, str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--repeat", type=int, default=200_000)
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--new-frames", type=int, default=1000)
     ap.add_argument("--rules", type=int, default=64)
     ap.add_argument("--prefixes", type=int, default=100_000)

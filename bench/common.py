@@ -233,6 +233,16 @@ class Policy:
         t3 = time.perf_counter()
         return {"resolve_s": t1 - t0, "compile_s": t2 - t1, "apply_s": t3 - t2}
 
+    def compile(self, policy: dict) -> Any:
+        """Compile once (sets resolved from their files), to apply again cheaply later."""
+        p = pol.from_dict(policy)
+        return comp.compile_policy(p, xsets.resolve(p), self.f.sizes, self.ap.classes)
+
+    def apply_compiled(self, wanted: Any) -> float:
+        t0 = time.perf_counter()
+        self.ap.apply(wanted)
+        return time.perf_counter() - t0
+
     def config(self, **fields: int) -> None:
         self.ap.write_config(**fields)
 

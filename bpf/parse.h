@@ -180,6 +180,10 @@ static __always_inline int parse_ipv6(struct xg_cursor *c, struct xg_pkt *p)
 			return nh;
 		}
 	}
+	/* still an extension header after the bound: not an L4 protocol we can trust */
+	if (nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS ||
+	    nh == IPPROTO_AH || nh == IPPROTO_FRAGMENT)
+		return XG_P_BAD;
 	return nh;
 }
 

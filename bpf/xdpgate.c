@@ -210,9 +210,11 @@ static __always_inline int tb_take(struct xg_bucket *b, struct xg_rule *r, __u64
 	__u64 cost = (r->rl_unit == XG_RL_PPS ? 1 : bytes) * 1000000000ULL;
 	__u64 cap = r->rl_burst * 1000000000ULL;
 	__u64 el = now - b->last_ns;
-	if (b->last_ns == 0 || el > 1000000000ULL)
+	if (el > 1000000000ULL)
 		el = 1000000000ULL;
 	__u64 t = b->tokens + el * r->rl_rate;
+	if (b->last_ns == 0) /* a new bucket starts full */
+		t = cap;
 	if (t > cap)
 		t = cap;
 	b->last_ns = now;
@@ -450,6 +452,19 @@ int xdpgate_decide(struct xdp_md *ctx)
 		xg_event(XG_E_FLOW_NEW);
 	}
 	__u8 dir = (a_is_src == f->init_is_a) ? 0 : 1;
+	if (p.tun_type) {
+		/* the same inner flow from other tunnel endpoints: outer_* rules must look again */
+		__u32 *oa = (__u32 *)(a_is_src ? p.osrc : p.odst);
+		__u32 *ob = (__u32 *)(a_is_src ? p.odst : p.osrc);
+		__u32 *fa = (__u32 *)f->outer_a, *fbb = (__u32 *)f->outer_b;
+		if (oa[0] != fa[0] || oa[1] != fa[1] || oa[2] != fa[2] || oa[3] != fa[3] ||
+		    ob[0] != fbb[0] || ob[1] != fbb[1] || ob[2] != fbb[2] || ob[3] != fbb[3]) {
+			__builtin_memcpy(f->outer_a, oa, 16);
+			__builtin_memcpy(f->outer_b, ob, 16);
+			f->action[0] = XG_ACT_NONE;
+			f->action[1] = XG_ACT_NONE;
+		}
+	}
 	f->last_ns = now;
 	f->pkts[dir & 1]++;
 	f->bytes[dir & 1] += bytes;

@@ -74,8 +74,9 @@ def serve_controller(ctrl, *, listen: str, tls_cert: str | None, tls_key: str | 
             from xdpgate.api.server import serve
 
             tokens = ensure_tokens(ctrl.state_dir)
+            # the default is loopback; another address is the operator's explicit choice
             server = serve(create_app(ctrl, tokens), listen, ssl_certfile=tls_cert,
-                           ssl_keyfile=tls_key)
+                           ssl_keyfile=tls_key, allow_remote=True)
             api_line = f"; API on {server.url} (admin token in {ctrl.state_dir}/tokens/admin)"
         except ImportError as e:
             api_line = f"; API unavailable ({e})"

@@ -20,12 +20,13 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from .errors import XgError
 from .client import Client, ClientError, default_state_dir, default_url, read_token
 from .policy import PolicyError, SetFile, from_yaml
 
 F = TypeVar("F", bound=Callable[..., Any])
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 Url = Annotated[str | None, typer.Option("--url", envvar="XDPGATE_URL",
                                          help="API base URL [default: http://127.0.0.1:8080]")]
@@ -52,7 +53,7 @@ def _fails_cleanly(fn: F) -> F:
             return fn(*a, **kw)
         except ClientError as e:
             err.print(f"error: {e.message}", markup=False, highlight=False)
-        except PolicyError as e:
+        except (PolicyError, XgError) as e:
             err.print(f"error: {e}", markup=False, highlight=False)
         raise typer.Exit(1)
 
@@ -281,11 +282,26 @@ def register(app: typer.Typer) -> None:
         sort: Annotated[str, typer.Option(help="bytes, packets, age or idle")] = "bytes",
         url: Url = None, state_dir: StateDirOpt = None, token_file: TokenFile = None,
         cacert: CaCert = None,
+        pinned: Annotated[bool, typer.Option(help="read the running filter's pinned maps "
+                                             "directly (root, no API)")] = False,
+        instance: Annotated[str, typer.Option(help="with --pinned: instance")] = "default",
+        netns: Annotated[str | None, typer.Option(help="with --pinned: namespace")] = None,
     ) -> None:
         """Show live flows, both directions, with class and verdict."""
-        with _client(url, state_dir, token_file, cacert) as c:
-            rows = c.flows(app=app_, category=category, ip=ip, port=port, verdict=verdict,
-                           sort=sort, limit=top)
+        if pinned:
+            from . import observe
+
+            ms = observe.pinned_maps(instance, netns)
+            try:
+                rows = observe.flows(ms, app=app_, category=category, ip=ip, port=port,
+                                     verdict=verdict, sort=sort, limit=top,
+                                     rule_names=_local_rule_names(state_dir))
+            finally:
+                ms.close()
+        else:
+            with _client(url, state_dir, token_file, cacert) as c:
+                rows = c.flows(app=app_, category=category, ip=ip, port=port, verdict=verdict,
+                               sort=sort, limit=top)
         t = Table("l4", "client", "server", "pkts →/←", "bytes →/←", "age s", "idle s",
                   "tcp", "app", "category", "verdict", "rule", title=f"flows (top {top})")
         for f in rows:
@@ -300,10 +316,24 @@ def register(app: typer.Typer) -> None:
     @app.command("stats", epilog="Example: xdpgate stats --url http://127.0.0.1:8080")
     @_fails_cleanly
     def stats_cmd(url: Url = None, state_dir: StateDirOpt = None, token_file: TokenFile = None,
-                  cacert: CaCert = None) -> None:
+                  cacert: CaCert = None,
+                  pinned: Annotated[bool, typer.Option(help="read the running filter's pinned "
+                                                       "maps directly (root, no API)")] = False,
+                  instance: Annotated[str, typer.Option(help="with --pinned: instance")] = "default",
+                  netns: Annotated[str | None, typer.Option(help="with --pinned: namespace")] = None,
+                  ) -> None:
         """Show counters by verdict, reason, rule, app and category."""
-        with _client(url, state_dir, token_file, cacert) as c:
-            s = c.stats()
+        if pinned:
+            from . import observe
+
+            ms = observe.pinned_maps(instance, netns)
+            try:
+                s = observe.pinned_stats(ms, _local_rule_names(state_dir) or [])
+            finally:
+                ms.close()
+        else:
+            with _client(url, state_dir, token_file, cacert) as c:
+                s = c.stats()
 
         def table(title: str, key: str, rows: list[tuple[str, dict[str, Any]]]) -> None:
             t = Table(key, "packets", "bytes", title=title)
@@ -322,3 +352,14 @@ def register(app: typer.Typer) -> None:
         ev = s.get("events", {})
         out.print("events: " + ", ".join(f"{k}={v}" for k, v in ev.items())
                   + f"; policy load errors: {s.get('policy_load_errors', 0)}")
+
+
+def _local_rule_names(state_dir: Path | None) -> list[str] | None:
+    """Rule names of the running policy, from the state dir (for --pinned views)."""
+    from .policy import PolicyError, load_file
+
+    f = Path(state_dir or "/var/lib/xdpgate") / "policy.yaml"
+    try:
+        return [r.name for r in load_file(f).rules]
+    except PolicyError:
+        return None

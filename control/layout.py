@@ -101,9 +101,10 @@ class Reason(enum.IntEnum):
     TUNNEL_MALFORMED = 7
     FAIL_MODE = 8
     REJECT_FALLBACK = 9
+    INTERNAL = 10
 
 
-R_MAX = 10
+R_MAX = 11
 
 
 class Tunnel(enum.IntEnum):

@@ -166,3 +166,38 @@ def flows(maps: MapSet, *, app: str | None = None, category: str | None = None,
     }
     out.sort(key=keys.get(sort, keys["bytes"]))
     return out[: max(0, limit)]
+
+
+def pinned_maps(instance: str = "default", netns: str | None = None) -> MapSet:
+    """The maps of the filter running for this instance and namespace, from bpffs."""
+    from .errors import XgError
+    from .loader import find_pin_dirs
+    from .maps import sizes_from_pins
+
+    dirs = [d for d in find_pin_dirs(instance, netns) if (d / "flows").exists()]
+    if not dirs:
+        raise XgError("read the running filter's maps", f"(instance {instance})",
+                      "no pinned maps found", "is `xdpgate run` running as root on this host?")
+    return MapSet.from_pins(sizes_from_pins(dirs[-1]), dirs[-1])
+
+
+def pinned_stats(maps: MapSet, rule_names: list[str]) -> dict[str, Any]:
+    """Counters as `stats()` reports them, from pinned maps and the policy's rule names."""
+    import ctypes as ct
+
+    out = counters(maps)
+    cfg = maps["config"].get(ct.c_uint32(0))
+    bank = (cfg.gen & 1) if cfg is not None else 0
+    rm = maps.sizes.rule_max
+    hits = maps["rule_hits"]
+    rows = []
+    for slot, name in enumerate(rule_names[:rm]):
+        v = hits.get(ct.c_uint32(bank * (rm + 1) + slot))
+        pk, by = hits.sum(v) if v is not None else (0, 0)
+        rows.append({"name": name, "packets": pk, "bytes": by})
+    v = hits.get(ct.c_uint32(bank * (rm + 1) + rm))
+    pk, by = hits.sum(v) if v is not None else (0, 0)
+    out["rules"] = rows
+    out["default"] = {"packets": pk, "bytes": by}
+    out.update(dims(maps))
+    return out

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, ValidationError,
+                      field_validator, model_validator)
 
 MAX_RULES = 256
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
@@ -77,6 +77,8 @@ def parse_rate(v: Any) -> int:
     """'10Mbit', '1.5 Gbit', 800000 -> bits (or packets) per second."""
     if isinstance(v, bool):
         raise ValueError("not a rate")
+    if isinstance(v, int) and not 1 <= v <= 10**13:
+        raise ValueError(f"{v!r} is out of range (1 to 10Tbit)")
     if isinstance(v, int | float):
         n = float(v)
     else:
@@ -292,10 +294,10 @@ SetDef = list[str] | SetFile
 
 class Tunnels(BaseModel):
     model_config = Strict
-    gtpu: bool = True
-    gre: bool = True
-    vxlan: bool = True
-    ipip: bool = True
+    gtpu: StrictBool = True
+    gre: StrictBool = True
+    vxlan: StrictBool = True
+    ipip: StrictBool = True
 
 
 class Policy(BaseModel):

@@ -22,12 +22,19 @@ def loaded_filter():
     flt.close()
 
 
-@pytest.fixture
-def dp(loaded_filter):
-    """A clean data path: empty flow table, zero counters, allow-all policy."""
+@pytest.fixture(scope="session")
+def session_dp(loaded_filter):
+    """The one harness (and Applier) of the session's filter: it alone writes the policy
+    banks, so it always knows what they hold."""
     from tests.harness import DP
 
-    d = DP(loaded_filter)
+    return DP(loaded_filter)
+
+
+@pytest.fixture
+def dp(session_dp):
+    """A clean data path: empty flow table, zero counters, allow-all policy."""
+    d = session_dp
     d.apply("default: allow")
     d.reset()
     d.config(sample_pkts=0, fail_closed=0)

@@ -25,8 +25,8 @@ class DP:
         self.f = flt
         self.maps = flt.maps
         self.ap = Applier(flt.maps)
-        if not flt.adopted and flt.pin_dir is None:
-            self.ap.assume_empty()
+        if not flt.adopted:
+            self.ap.assume_empty()  # create one DP per loaded filter
 
     def apply(self, policy: str | pol.Policy | dict) -> int:
         if isinstance(policy, str):

@@ -189,6 +189,110 @@ def _roughtime(p: bytes) -> bool:
     return any(tags[i:i + 4] in (b"NONC", b"SREP", b"SIG\x00") for i in range(0, 4 * n, 4))
 
 
+def _tftp_data(p: bytes) -> bool:
+    # TFTP transfers run on ephemeral ports: a full DATA block (opcode 3, 512 bytes of data)
+    return len(p) == 516 and p[:2] == b"\x00\x03" and int.from_bytes(p[2:4], "big") >= 1
+
+
+def _cql(p: bytes) -> bool:
+    # Cassandra native protocol v3-v5: version (| 0x80 on responses), flags, stream, opcode,
+    # big-endian body length equal to the rest
+    return (len(p) >= 9 and p[0] & 0x7F in (3, 4, 5) and p[1] <= 0x1F and p[4] <= 0x10
+            and _U32.unpack_from(p, 5)[0] == len(p) - 9)
+
+
+def _mqtt_packet(p: bytes) -> bool:
+    # any MQTT control packet: type 1-14 and a remaining-length varint that fits exactly
+    if len(p) < 2 or not 1 <= p[0] >> 4 <= 14:
+        return False
+    n, mul, i = 0, 1, 1
+    while i < len(p) and i <= 4:
+        n += (p[i] & 0x7F) * mul
+        mul *= 128
+        if not p[i] & 0x80:
+            return n == len(p) - i - 1
+        i += 1
+    return False
+
+
+def _hart_ip(p: bytes) -> bool:
+    # HART-IP: version 1, message type 0-3, message id 0-3, status, sequence, byte count
+    return (len(p) >= 8 and p[0] == 1 and p[1] <= 3 and p[2] <= 3
+            and struct.unpack_from("!H", p, 6)[0] == len(p))
+
+
+_TRDP_TYPES = frozenset({b"Pd", b"Pp", b"Pr", b"Pe", b"Mn", b"Mr", b"Mp", b"Mq", b"Mc", b"Me"})
+
+
+def _trdp(p: bytes) -> bool:
+    # IEC 61375 TRDP: sequence counter, protocol version 1.x, two-letter message type
+    return len(p) >= 40 and p[4] == 1 and p[6:8] in _TRDP_TYPES
+
+
+_RAKNET_MAGIC = b"\x00\xff\xff\x00\xfe\xfe\xfe\xfe\xfd\xfd\xfd\xfd\x12\x34\x56\x78"
+
+
+def _raknet(p: bytes) -> bool:
+    # RakNet offline messages carry a fixed 16-byte magic near the start
+    return 0 <= p.find(_RAKNET_MAGIC, 1, 64)
+
+
+def _rsh(p: bytes) -> bool:
+    # rsh/rlogin: the client first sends its stderr port (decimal, NUL-terminated), or
+    # local user, remote user and command as NUL-terminated strings
+    if len(p) <= 6 and p.endswith(b"\x00") and p[:-1].isdigit():
+        return True
+    parts = p.split(b"\x00")
+    return len(parts) == 4 and parts[3] == b"" and all(x and x.isascii() for x in parts[:3])
+
+
+def _thrift(p: bytes) -> bool:
+    # Apache Thrift strict binary protocol (optionally framed): 0x8001, message type 1-4,
+    # method-name length and a printable name
+    if len(p) >= 12 and _U32.unpack_from(p, 0)[0] == len(p) - 4 and p[4:6] == b"\x80\x01":
+        p = p[4:]
+    if len(p) < 9 or p[:2] != b"\x80\x01" or p[2] != 0 or not 1 <= p[3] <= 4:
+        return False
+    n = _U32.unpack_from(p, 4)[0]
+    name = p[8:8 + n]
+    return 1 <= n <= 256 and len(name) == n and all(33 <= c < 127 for c in name)
+
+
+def _knxnet_ip(p: bytes) -> bool:
+    # KNXnet/IP: header length 6, version 1.0, service type, total length
+    return len(p) >= 6 and p[0] == 6 and p[1] == 0x10 and struct.unpack_from("!H", p, 4)[0] == len(p)
+
+
+def _dlms_hdlc(p: bytes) -> bool:
+    # IEC 62056-46 (DLMS/COSEM) HDLC frame: 0x7E flags, type-3 frame format, 11-bit length
+    return (len(p) >= 9 and p[0] == 0x7E and p[-1] == 0x7E and p[1] >> 4 == 0xA
+            and ((p[1] & 0x07) << 8 | p[2]) == len(p) - 2)
+
+
+def _c37118(p: bytes) -> bool:
+    # IEEE C37.118 synchrophasor: SYNC 0xAA, frame type 0-5, version 1-3, frame size
+    return (len(p) >= 16 and p[0] == 0xAA and p[1] >> 4 <= 5 and 1 <= p[1] & 0x0F <= 3
+            and struct.unpack_from("!H", p, 2)[0] == len(p))
+
+
+def _atg(p: bytes) -> bool:
+    # Veeder-Root automatic tank gauge serial commands over TCP: SOH, function code, digits
+    return (len(p) >= 7 and p[0] == 0x01 and p[1:2] in (b"I", b"i", b"S", b"s")
+            and p[2:7].isdigit())
+
+
+def _ldap_any(p: bytes) -> bool:
+    # an LDAPMessage with short-form lengths that add up exactly: SEQUENCE, messageID INTEGER,
+    # then an application-class protocol operation
+    if len(p) < 7 or p[0] != 0x30 or p[1] >= 0x80 or p[1] != len(p) - 2 or p[2] != 2:
+        return False
+    n = p[3]
+    if not 1 <= n <= 4 or len(p) <= 4 + n:
+        return False
+    op = p[4 + n]
+    return 0x60 <= op <= 0x79 or op in (0x42, 0x4A, 0x50)
+
+
 # (app, l4s, ports or None, check, confidence)
 TABLE: tuple = (
     ("eaq", ("udp",), {6000}, _eaq, 0.7),
@@ -212,6 +316,24 @@ TABLE: tuple = (
     ("monero", ("tcp",), None, _levin, 0.85),
     ("munin", ("tcp",), None, _munin, 0.9),
     ("roughtime", ("udp", "tcp"), {2002}, _roughtime, 0.8),
+    ("spotify", ("udp",), None, lambda p: p.startswith(b"SpotUdp0"), 0.9),
+    ("tftp", ("udp",), None, _tftp_data, 0.7),
+    ("cassandra", ("tcp",), None, _cql, 0.7),
+    ("mqtt", ("tcp",), {1883}, _mqtt_packet, 0.7),
+    ("hart-ip", ("udp", "tcp"), {5094}, _hart_ip, 0.8),
+    ("trdp", ("udp", "tcp"), None, _trdp, 0.75),
+    ("raknet", ("udp",), None, _raknet, 0.85),
+    ("radmin", ("tcp",), {4899}, lambda p: len(p) >= 10 and p[:4] == b"\x01\x00\x00\x00", 0.7),
+    ("rsh", ("tcp",), {514}, _rsh, 0.8),
+    ("thrift", ("tcp",), None, _thrift, 0.8),
+    ("nats", ("tcp",), None, lambda p: p.startswith((b'INFO {"server_id"', b"CONNECT {\"")), 0.85),
+    ("knxnet-ip", ("udp", "tcp"), None, _knxnet_ip, 0.8),
+    ("iec62056", ("tcp", "udp"), None, _dlms_hdlc, 0.75),
+    ("ieee-c37118", ("tcp", "udp"), None, _c37118, 0.8),
+    ("atg", ("tcp",), {10001}, _atg, 0.8),
+    ("ldap", ("tcp", "udp"), None, _ldap_any, 0.75),
+    ("worldofwarcraft", ("tcp",), None,
+     lambda p: p[2:29] == b"WORLD OF WARCRAFT CONNECTION", 0.9),
 )
 
 _BY_L4: dict[str, list] = {"udp": [], "tcp": []}

@@ -100,10 +100,15 @@ HOST_SUFFIXES: dict[str, str] = {
     "nest.com": "nestlogsink", "ookla.com": "ookla", "speedtest.net": "ookla",
     "ocsp.digicert.com": "ocsp", "ocsp.pki.goog": "ocsp", "ocsp.sectigo.com": "ocsp",
     "ocsp.apple.com": "ocsp", "ocsp.msocsp.com": "ocsp",
+    "worldofwarcraft.com": "worldofwarcraft",
     # dns over https/tls
     "dns.google": "doh-dot", "cloudflare-dns.com": "doh-dot", "dns.quad9.net": "doh-dot",
     "doh.opendns.com": "doh-dot", "dns.nextdns.io": "doh-dot", "mozilla.cloudflare-dns.com":
     "doh-dot", "dns.adguard.com": "doh-dot", "doh.cleanbrowsing.org": "doh-dot",
+    # resolvers of the public DNSCrypt/DoH resolver list that do not follow the naming shapes
+    "odvr.nic.cz": "doh-dot", "tiar.app": "doh-dot", "tiarap.org": "doh-dot",
+    "jarjar.meganerd.nl": "doh-dot", "rdns.faelix.net": "doh-dot", "alekberg.net": "doh-dot",
+    "ibksturm.synology.me": "doh-dot", "rumpelsepp.org": "doh-dot",
     # vpn
     "tunnelbear.com": "tunnelbear", "nordvpn.com": "nordvpn", "nordcdn.com": "nordvpn",
     "protonvpn.com": "protonvpn", "surfshark.com": "surfshark",
@@ -143,6 +148,7 @@ HOST_SUFFIXES: dict[str, str] = {
 HOST_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"^(doh|dot)[0-9-]*\.|\.doh\.", "doh-dot"),
     (r"^dns[0-9]*\.[^.]+\.[^.]+", "doh-dot"),
+    (r"^resolver[0-9]*(-[a-z]{2})?[0-9]*\.[^.]+\.[^.]+", "doh-dot"),
 )
 
 # A label containing one of these words (e.g. "whatsapp-cdn-shv-01-mxp1") names the app.

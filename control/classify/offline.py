@@ -1,6 +1,7 @@
 """Offline classification of a pcap/pcapng capture with the live path's Classifier.
 
-Link layers: Ethernet (802.1Q/QinQ, MPLS, PPPoE), Linux cooked SLL/SLL2, raw IP, BSD loopback.
+Link layers: Ethernet (802.1Q/QinQ, MPLS, PPPoE), Linux cooked SLL/SLL2, raw IP, BSD loopback,
+PPP and Cisco HDLC.
 Tunnels opened like the data path does (at most ``MAX_TUNNEL_DEPTH`` levels): GTP-U (UDP 2152),
 VXLAN (UDP 4789), GRE (IP proto 47, version 0) and IP-in-IP / IPv6-in-IP.  Every packet handed
 to the classifier is cut to ``snaplen`` bytes of its IP packet, and a flow gets at most
@@ -28,6 +29,8 @@ ETH_MPLS, ETH_MPLS_MC, ETH_PPPOE, ETH_TEB = 0x8847, 0x8848, 0x8864, 0x6558
 
 DLT_NULL, DLT_EN10MB, DLT_RAW_A, DLT_RAW_B, DLT_LOOP = 0, 1, 12, 14, 108
 DLT_RAW, DLT_LINUX_SLL, DLT_LINUX_SLL2, DLT_IPV4, DLT_IPV6 = 101, 113, 276, 228, 229
+DLT_PPP, DLT_PPP_SERIAL, DLT_C_HDLC = 9, 50, 104
+PPP_IPV4, PPP_IPV6 = 0x0021, 0x0057
 
 FIELDS = ("l4", "src", "sport", "dst", "dport", "app", "category", "confidence", "reason",
           "packets", "bytes")
@@ -91,6 +94,18 @@ def _ether(buf: bytes, off: int) -> tuple[int, int] | None:
     return et, off
 
 
+def _ppp_or_hdlc(buf: bytes) -> bytes | None:
+    """PPP (with or without the ff 03 address/control bytes) or Cisco HDLC framing."""
+    if len(buf) < 5:
+        return None
+    if buf[0] in (0x0F, 0x8F) and buf[1] == 0:  # Cisco HDLC: address, control, ethertype
+        et = struct.unpack_from("!H", buf, 2)[0]
+        return buf[4:] if et in (ETH_IPV4, ETH_IPV6) else None
+    off = 2 if buf[:2] == b"\xff\x03" else 0
+    proto = struct.unpack_from("!H", buf, off)[0]
+    return buf[off + 2:] if proto in (PPP_IPV4, PPP_IPV6) else None
+
+
 def link_to_ip(linktype: int, buf: bytes) -> bytes | None:
     """The IP packet inside one captured frame, or None."""
     if linktype == DLT_EN10MB:
@@ -114,6 +129,8 @@ def link_to_ip(linktype: int, buf: bytes) -> bytes | None:
             return None
         et = struct.unpack_from("!H", buf, 0)[0]
         return buf[20:] if et in (ETH_IPV4, ETH_IPV6) else None
+    if linktype in (DLT_PPP, DLT_PPP_SERIAL, DLT_C_HDLC):
+        return _ppp_or_hdlc(buf)
     if linktype in (DLT_NULL, DLT_LOOP):
         if len(buf) < 5:
             return None

@@ -87,9 +87,65 @@ def label_for_hello(flow: Flow, ctx, sni: str | None, alpn: list[bytes], carrier
     return app_label(carrier, why, conf * 0.9, l4=l4, carrier=True)
 
 
+# X.509 name OIDs (DER, with tag and length): subjectAltName and commonName
+_OID_SAN = b"\x06\x03\x55\x1d\x11"
+_OID_CN = b"\x06\x03\x55\x04\x03"
+
+
+def cert_names(data: bytes) -> list[str]:
+    """DNS names in the certificates of a server's (clear, TLS <= 1.2) handshake bytes: the
+    subjectAltName dNSName entries, then the subject commonName."""
+    names: list[str] = []
+    i = data.find(_OID_SAN)
+    while i >= 0 and len(names) < 64:
+        j = i + len(_OID_SAN)
+        if j < len(data) and data[j] == 0x01:  # critical BOOLEAN
+            j += 3
+        if j + 2 <= len(data) and data[j] == 0x04:  # OCTET STRING wrapping the GeneralNames
+            j += 2 if data[j + 1] < 0x80 else 2 + (data[j + 1] & 0x7F)
+            if j + 2 <= len(data) and data[j] == 0x30:
+                end = j + 2 + data[j + 1] if data[j + 1] < 0x80 else len(data)
+                j += 2 if data[j + 1] < 0x80 else 2 + (data[j + 1] & 0x7F)
+                while j + 2 <= min(end, len(data)):
+                    tag, n = data[j], data[j + 1]
+                    if n >= 0x80:
+                        break
+                    if tag == 0x82:
+                        names.append(data[j + 2 : j + 2 + n].decode("ascii", "replace").lower())
+                    j += 2 + n
+        i = data.find(_OID_SAN, i + 1)
+    i = data.find(_OID_CN)
+    while i >= 0 and len(names) < 80:
+        j = i + len(_OID_CN)
+        if j + 2 <= len(data) and data[j] in (0x0C, 0x13, 0x16) and data[j + 1] < 0x80:
+            names.append(data[j + 2 : j + 2 + data[j + 1]].decode("ascii", "replace").lower())
+        i = data.find(_OID_CN, i + 1)
+    return [n.lstrip("*.") for n in names if n]
+
+
+def _from_certificate(flow: Flow, ctx, generic: Label) -> Label | None:
+    """A label from the server's certificate names, the generic one once they are all seen
+    (or hidden: TLS 1.3), or None to keep waiting."""
+    data = flow.stream(1, 16384)
+    for name in cert_names(data):
+        app = ctx.knowledge.app_for_name(name)
+        if app:
+            return app_label(app, f"tls-cert:{name}"[:60], 0.85, carrier=True)
+    # ServerHelloDone (TLS 1.2) or ChangeCipherSpec/application data: no more names coming
+    if b"\x0e\x00\x00\x00" in data or b"\x14\x03\x03\x00\x01\x01" in data or \
+            sum(1 for s in flow.samples if s.dir == 1 and s.payload) >= 3:
+        return app_label(generic.app, generic.reason, 0.9 * 0.9, carrier=True)
+    return None
+
+
 def match(flow: Flow, ctx) -> Label | None:
     s = flow.last
     pl = s.payload
+    generic = flow.state.get("tls_generic")
+    if generic is not None:
+        if s.dir != 1:
+            return None
+        return _from_certificate(flow, ctx, generic)
     if len(pl) < 6:
         return None if flow.npayload < 3 else GIVE_UP
     data = flow.stream(s.dir, 16384)
@@ -114,7 +170,12 @@ def match(flow: Flow, ctx) -> Label | None:
         hs_len = int.from_bytes(hs[1:4], "big")
         if sni is None and len(hs) < hs_len + 4 and flow.npayload < 4 and len(s.payload) > 1000:
             return label_for_hello(flow, ctx, None, alpn, "tls", 0.45)  # wait for the rest
-        return label_for_hello(flow, ctx, sni, alpn, "tls")
+        lab = label_for_hello(flow, ctx, sni, alpn, "tls")
+        if lab.app == "tls" and s.dir == 0:
+            # the name told nothing: the server's certificate (clear up to TLS 1.2) may
+            flow.state["tls_generic"] = lab
+            return app_label("tls", lab.reason, 0.45, carrier=True)
+        return lab
     if hs[0] == HS_SERVER_HELLO:
         return label_for_hello(flow, ctx, None, [], "tls", 0.45)
     return GIVE_UP

@@ -25,11 +25,9 @@ MAC_B = "02:00:00:00:00:02"
 
 
 @pytest.fixture(scope="module")
-def module_dp(loaded_filter):
-    """One DP (and Applier) per module: a fresh Applier re-reads both policy banks
-    (~1 s each, it walks the 131k-entry portbits array), which per test would
-    dominate the suite's run time."""
-    return DP(loaded_filter)
+def module_dp(session_dp):
+    """The session's harness (one Applier knows what the policy banks hold)."""
+    return session_dp
 
 
 @pytest.fixture

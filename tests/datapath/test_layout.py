@@ -143,13 +143,7 @@ ENUMS: dict[str, tuple[type[enum.IntEnum], str | None]] = {
     "XG_E_": (layout.Event, "E_MAX"),
     "XG_W_": (layout.W, None),
 }
-REASON_DRIFT = pytest.mark.xfail(
-    strict=True, reason="layout.Reason lacks XG_R_INTERNAL=10 and layout.R_MAX is 10, not 11 "
-    "(control/layout.py); packets counted INTERNAL are invisible to stats and the harness")
-
-
-@pytest.mark.parametrize("prefix", [pytest.param(p, marks=REASON_DRIFT) if p == "XG_R_" else p
-                                    for p in ENUMS])
+@pytest.mark.parametrize("prefix", list(ENUMS))
 def test_enum_values_agree_with_the_c(prefix):
     py_enum, max_name = ENUMS[prefix]
     c_vals = {n[len(prefix):]: v for n, v in C.items() if n.startswith(prefix)

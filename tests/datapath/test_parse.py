@@ -89,11 +89,6 @@ def test_every_protocol_path_reaches_the_rules(dp, frame):
         assert outcome(dp, other) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
 
 
-@pytest.mark.xfail(strict=True, reason="bpf/parse.h parse_ipv6(): when the loop ends after "
-                   "XG_IPV6_EXT_MAX headers it returns the next header (60) as the L4 "
-                   "protocol, so the packet goes on to the rules without ports and a port "
-                   "rule is evaded; fix: after the loop, return XG_P_BAD if nh is still an "
-                   "extension header (0, 43, 44, 51, 60)")
 def test_ipv6_chain_longer_than_the_bound_is_not_misread_as_ports(dp):
     """Seven destination-options headers exceed XG_IPV6_EXT_MAX (6): the packet must not
     be read as if the next header were L4, and the port rule cannot be evaded by padding."""

@@ -274,3 +274,22 @@ def test_fail_mode_decides_unlabelled_flows_while_the_controller_is_away(lab, tm
     time.sleep(4.0)  # longer than the 3 s the data path waits for a heartbeat
     n = delivered(lab, 7101)
     assert n == (0 if fail_mode == "closed" else 5)
+
+
+def test_stats_and_flows_read_the_pinned_maps_of_the_running_filter(lab, tmp_path, daemons):
+    d = Daemon(lab, tmp_path)
+    daemons.append(d)
+    d.wait_for("filtering on")
+    assert delivered(lab, 7001) == 0
+    common = ["--pinned", "--instance", lab.prefix, "--netns", lab.gw_ns,
+              "--state-dir", str(tmp_path / "state")]
+    st = subprocess.run([XDPGATE, "stats", *common], capture_output=True, text=True)
+    assert st.returncode == 0, st.stderr
+    assert "no-udp-7001" in st.stdout and " 5 " in st.stdout
+    fl = subprocess.run([XDPGATE, "flows", "--top", "5", *common], capture_output=True, text=True,
+                        env={**os.environ, "COLUMNS": "250"})
+    assert fl.returncode == 0, fl.stderr
+    assert "7001" in fl.stdout and "drop" in fl.stdout
+    d.stop()
+    gone = subprocess.run([XDPGATE, "stats", *common], capture_output=True, text=True)
+    assert gone.returncode == 1 and "no pinned maps" in gone.stderr
