@@ -151,6 +151,7 @@ def main() -> None:
                 res.setdefault("bare_r1", []).append(statistics.fmean(r1))
                 for fam in ("v4", "v6"):
                     for k in kinds:
+                        C.test_run_ns(flt.prog_fd, est[fam][k], args.repeat // 10)  # warm up
                         res.setdefault(f"est_{fam}_{k}", []).append(
                             C.test_run_ns(flt.prog_fd, est[fam][k], args.repeat)[1])
                 flt.maps["flows"].delete_many([fk for fk, _ in flt.maps["flows"].items()])

@@ -17,7 +17,7 @@ _libc.syscall.restype = ct.c_long
 _NR_BPF = 321  # x86_64
 
 MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, MAP_GET_NEXT_KEY = 1, 2, 3, 4
-OBJ_PIN, OBJ_GET, PROG_TEST_RUN = 6, 7, 10
+PROG_LOAD, OBJ_PIN, OBJ_GET, PROG_TEST_RUN = 5, 6, 7, 10
 PROG_GET_FD_BY_ID, MAP_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD = 13, 14, 15
 MAP_LOOKUP_BATCH, MAP_UPDATE_BATCH, MAP_DELETE_BATCH = 24, 26, 27
 
@@ -84,6 +84,22 @@ class MapInfo(ct.Structure):
 
 def _addr(buf) -> int:
     return ct.addressof(buf) if buf is not None else 0
+
+
+class _ProgLoad(ct.Structure):
+    _fields_ = [("prog_type", ct.c_uint32), ("insn_cnt", ct.c_uint32), ("insns", ct.c_uint64),
+                ("license", ct.c_uint64), ("log_level", ct.c_uint32), ("log_size", ct.c_uint32),
+                ("log_buf", ct.c_uint64), ("kern_version", ct.c_uint32),
+                ("prog_flags", ct.c_uint32), ("prog_name", ct.c_char * 16),
+                ("prog_ifindex", ct.c_uint32), ("expected_attach_type", ct.c_uint32)]
+
+
+def load_xdp_pass(name: str = "xdp_pass") -> int:
+    """A two-instruction XDP program that passes everything (`r0 = XDP_PASS; exit`)."""
+    insns = ct.create_string_buffer(bytes.fromhex("b700000002000000" "9500000000000000"), 16)
+    lic = ct.create_string_buffer(b"GPL")
+    return _call(PROG_LOAD, _ProgLoad(prog_type=6, insn_cnt=2, insns=ct.addressof(insns),
+                                      license=ct.addressof(lic), prog_name=name.encode()[:15]))
 
 
 def obj_get(path: str) -> int:

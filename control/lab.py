@@ -104,6 +104,18 @@ class Lab:
         ]
         for ns, dev, ip, mac in neigh:
             run("ip", "neigh", "replace", ip, "lladdr", mac, "dev", dev, "nud", "permanent", ns=ns)
+        # Frames a native-mode XDP program sends back (XDP_TX: reject's RST and ICMP) are
+        # only received by a veth peer that runs XDP itself: give the hosts' ends a
+        # pass-everything program, as a real NIC needs nothing of the kind.
+        from . import bpfsys, loader
+
+        fd = bpfsys.load_xdp_pass("lab_pass")
+        try:
+            for ns, dev in ((c, self.client_if), (s, self.server_if)):
+                idx = loader.xdp_state(dev, ns)[0]
+                loader._set_xdp(idx, fd, loader.XDP_FLAGS_DRV_MODE, ns)
+        finally:
+            os.close(fd)
 
     def destroy(self) -> None:
         for ns in (self.client_ns, self.gw_ns, self.server_ns):

@@ -293,6 +293,92 @@ def _ldap_any(p: bytes) -> bool:
     return 0x60 <= op <= 0x79 or op in (0x42, 0x4A, 0x50)
 
 
+def _diameter(p: bytes) -> bool:
+    # Diameter: version 1, 24-bit message length, flags with the reserved bits clear
+    return len(p) >= 20 and p[0] == 1 and int.from_bytes(p[1:4], "big") == len(p) and \
+        p[4] & 0x0F == 0
+
+
+def _edonkey(p: bytes) -> bool:
+    # eDonkey/eMule TCP: protocol byte (eDonkey, eMule, packed), LE length of the rest
+    return len(p) >= 6 and p[0] in (0xE3, 0xC5, 0xD4) and \
+        struct.unpack_from("<I", p, 1)[0] == len(p) - 5
+
+
+def _fastcgi(p: bytes) -> bool:
+    # FastCGI BEGIN_REQUEST record: version 1, type 1, 8-byte body, reserved 0
+    return len(p) >= 16 and p[0] == 1 and p[1] == 1 and p[4:6] == b"\x00\x08" and p[7] == 0
+
+
+def _irc(p: bytes) -> bool:
+    return p.startswith((b"NICK ", b"USER ", b"CAP LS", b"PASS ")) and p.endswith(b"\n") and \
+        all(32 <= c < 127 or c in (10, 13) for c in p[:128])
+
+
+def _mpegts(p: bytes) -> bool:
+    # MPEG transport stream over UDP: whole 188-byte packets, each with the 0x47 sync byte
+    return len(p) >= 188 and len(p) % 188 == 0 and all(p[i] == 0x47 for i in range(0, len(p), 188))
+
+
+def _openflow(p: bytes) -> bool:
+    return len(p) >= 8 and 1 <= p[0] <= 6 and p[1] <= 35 and struct.unpack_from("!H", p, 2)[0] == len(p)
+
+
+def _postgres_startup(p: bytes) -> bool:
+    # PostgreSQL StartupMessage (protocol 3.0), SSLRequest or GSSENCRequest
+    return (len(p) >= 8 and _U32.unpack_from(p, 0)[0] == len(p)
+            and p[4:8] in (b"\x00\x03\x00\x00", b"\x04\xd2\x16\x2f", b"\x04\xd2\x16\x30"))
+
+
+def _iso_tsap(p: bytes) -> str | None:
+    # TPKT + COTP data on ISO-TSAP (102): the first byte of the user data names the protocol
+    if len(p) < 8 or p[:2] != b"\x03\x00" or struct.unpack_from("!H", p, 2)[0] != len(p):
+        return None
+    if p[5] != 0xF0:
+        return None
+    return {0x32: "s7comm", 0x72: "s7commplus"}.get(p[7], "iso9506-1-mms")
+
+
+_SMPP_COMMANDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 0x0B, 0x15, 0x21, 0x102, 0x103, 0x111,
+                            0x112, 0x113})
+
+
+def _smpp(p: bytes) -> bool:
+    return (len(p) >= 16 and _U32.unpack_from(p, 0)[0] == len(p)
+            and _U32.unpack_from(p, 4)[0] & 0x7FFFFFFF in _SMPP_COMMANDS
+            and _U32.unpack_from(p, 8)[0] < 0x100)
+
+
+def _teamviewer(p: bytes) -> bool:
+    # TeamViewer UDP: zero first byte, then the 0x17 / 0x24 marker bytes at 11 and 13
+    return len(p) >= 14 and p[0] == 0 and p[11] == 0x17 and p[13] == 0x24
+
+
+def _pfcp(p: bytes) -> bool:
+    # 3GPP PFCP: version 1, message length = datagram - 4
+    return len(p) >= 8 and p[0] >> 5 == 1 and struct.unpack_from("!H", p, 2)[0] == len(p) - 4
+
+
+def _afp_dsi(p: bytes) -> bool:
+    # AFP over TCP (DSI): request/reply flag, command 1-8, total data length = rest
+    return len(p) >= 16 and p[0] in (0, 1) and 1 <= p[1] <= 8 and _U32.unpack_from(p, 8)[0] == len(p) - 16
+
+
+# miHoYo games' KCP session handshake: 20-byte control messages framed by fixed magic numbers
+# (connect, established, disconnect)
+_MHY_HANDSHAKES = frozenset({(0xFF, 0xFFFFFFFF), (0x145, 0x14514545), (0x194, 0x19419494)})
+
+
+def _mihoyo_handshake(p: bytes) -> bool:
+    return len(p) == 20 and (_U32.unpack_from(p, 0)[0], _U32.unpack_from(p, 16)[0]) in \
+        _MHY_HANDSHAKES
+
+
+def _viber_tcp(p: bytes) -> bool:
+    # Viber's own TCP protocol on its documented ports: little-endian total length first
+    return len(p) >= 8 and struct.unpack_from("<H", p, 0)[0] == len(p)
+
+
 # (app, l4s, ports or None, check, confidence)
 TABLE: tuple = (
     ("eaq", ("udp",), {6000}, _eaq, 0.7),
@@ -332,6 +418,29 @@ TABLE: tuple = (
     ("ieee-c37118", ("tcp", "udp"), None, _c37118, 0.8),
     ("atg", ("tcp",), {10001}, _atg, 0.8),
     ("ldap", ("tcp", "udp"), None, _ldap_any, 0.75),
+    ("ceph", ("tcp",), None, lambda p: p.startswith(b"ceph v0"), 0.9),
+    ("citrix", ("tcp",), None, lambda p: p.startswith(b"\x7f\x7fICA\x00"), 0.9),
+    ("diameter", ("tcp",), {3868}, _diameter, 0.85),
+    ("edonkey", ("tcp",), None, _edonkey, 0.75),
+    ("fastcgi", ("tcp",), None, _fastcgi, 0.75),
+    ("irc", ("tcp",), None, _irc, 0.8),
+    ("jrmi", ("tcp",), None, lambda p: p.startswith(b"JRMI\x00"), 0.9),
+    ("mpeg-ts", ("udp",), None, _mpegts, 0.8),
+    ("openflow", ("tcp",), {6633, 6653}, _openflow, 0.8),
+    ("openwire", ("tcp",), None, lambda p: len(p) > 13 and p[5:13] == b"ActiveMQ", 0.9),
+    ("postgresql", ("tcp",), None, _postgres_startup, 0.8),
+    ("rsync", ("tcp",), None, lambda p: p.startswith(b"@RSYNCD: "), 0.95),
+    ("rtps", ("udp", "tcp"), None, lambda p: p[:4] == b"RTPS" and p[4:5] in (b"\x01", b"\x02"), 0.9),
+    ("smpp", ("tcp",), None, _smpp, 0.75),
+    ("stomp", ("tcp",), None, lambda p: p.startswith((b"STOMP\n", b"CONNECTED\nversion:",
+                                                       b"CONNECT\naccept-version:")), 0.9),
+    ("teamviewer", ("udp",), None, _teamviewer, 0.7),
+    ("teamviewer", ("tcp",), {5938}, lambda p: p[:2] == b"\x17\x24", 0.8),
+    ("pfcp", ("udp",), {8805}, _pfcp, 0.8),
+    ("kismet", ("tcp",), None, lambda p: p.startswith(b"*KISMET: "), 0.9),
+    ("afp", ("tcp",), {548}, _afp_dsi, 0.8),
+    ("genshinimpact", ("udp",), None, _mihoyo_handshake, 0.8),
+    ("viber", ("tcp",), {4244, 5242, 5243}, _viber_tcp, 0.7),
     ("worldofwarcraft", ("tcp",), None,
      lambda p: p[2:29] == b"WORLD OF WARCRAFT CONNECTION", 0.9),
 )
@@ -355,6 +464,10 @@ def match(flow: Flow, ctx) -> Label | None:
             ok = False
         if ok:
             return app_label(app, f"{app}-header", conf, l4=l4)
+    if l4 == "tcp" and 102 in ports:
+        app = _iso_tsap(pl)
+        if app is not None:
+            return app_label(app, "iso-tsap-cotp-data", 0.8)
     if flow.npayload >= 3:
         return GIVE_UP
     return None

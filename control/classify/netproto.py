@@ -178,7 +178,7 @@ TABLE: tuple = (
     ("pop3", "tcp", {110}, _text(b"+OK", b"USER ", b"CAPA"), 0.9),
     ("imap", "tcp", {143}, _text(b"* OK", b"* PREAUTH", b"a001 ", b"A001 "), 0.9),
     ("mysql", "tcp", None, _mysql, 0.7),
-    ("mongodb", "tcp", {27017, 27018, 27019}, _mongodb, 0.85),
+    ("mongodb", "tcp", None, _mongodb, 0.8),
     ("mssql", "tcp", {1433}, _mssql, 0.85),
     ("mqtt", "tcp", None, _mqtt, 0.9),
     ("coap", "udp", {5683, 5684}, _coap, 0.8),
