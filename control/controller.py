@@ -61,6 +61,7 @@ class RunConfig:
 
 class Controller:
     def __init__(self, cfg: RunConfig) -> None:
+        loader.preflight()  # not root, no headers, no bcc, no bpffs: say so before anything
         self.cfg = cfg
         self.version = __version__
         self.state = StateDir(cfg.state_dir)
@@ -323,6 +324,8 @@ class Controller:
                 path = self.state.set_file(name)
                 tmp = path.with_name(f".{name}.pending")
                 atomic_write(tmp, "".join(prefix_str(p) + "\n" for p in uniq))
+                st = tmp.stat()  # what we wrote is already parsed: seed the cache with it
+                self._resolved[("file", str(tmp), st.st_mtime_ns, st.st_size)] = uniq
                 new.sets[name] = SetFile(file=str(tmp))
             try:
                 self._commit(new, actor=actor, what=what, if_match=if_match, persist=False)

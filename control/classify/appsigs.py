@@ -260,7 +260,8 @@ def _thrift(p: bytes) -> bool:
 
 def _knxnet_ip(p: bytes) -> bool:
     # KNXnet/IP: header length 6, version 1.0, service type, total length
-    return len(p) >= 6 and p[0] == 6 and p[1] == 0x10 and struct.unpack_from("!H", p, 4)[0] == len(p)
+    return (len(p) >= 6 and p[0] == 6 and p[1] == 0x10
+            and struct.unpack_from("!H", p, 4)[0] == len(p))
 
 
 def _dlms_hdlc(p: bytes) -> bool:
@@ -321,7 +322,8 @@ def _mpegts(p: bytes) -> bool:
 
 
 def _openflow(p: bytes) -> bool:
-    return len(p) >= 8 and 1 <= p[0] <= 6 and p[1] <= 35 and struct.unpack_from("!H", p, 2)[0] == len(p)
+    return (len(p) >= 8 and 1 <= p[0] <= 6 and p[1] <= 35
+            and struct.unpack_from("!H", p, 2)[0] == len(p))
 
 
 def _postgres_startup(p: bytes) -> bool:
@@ -361,7 +363,8 @@ def _pfcp(p: bytes) -> bool:
 
 def _afp_dsi(p: bytes) -> bool:
     # AFP over TCP (DSI): request/reply flag, command 1-8, total data length = rest
-    return len(p) >= 16 and p[0] in (0, 1) and 1 <= p[1] <= 8 and _U32.unpack_from(p, 8)[0] == len(p) - 16
+    return (len(p) >= 16 and p[0] in (0, 1) and 1 <= p[1] <= 8
+            and _U32.unpack_from(p, 8)[0] == len(p) - 16)
 
 
 # miHoYo games' KCP session handshake: 20-byte control messages framed by fixed magic numbers
@@ -430,7 +433,8 @@ TABLE: tuple = (
     ("openwire", ("tcp",), None, lambda p: len(p) > 13 and p[5:13] == b"ActiveMQ", 0.9),
     ("postgresql", ("tcp",), None, _postgres_startup, 0.8),
     ("rsync", ("tcp",), None, lambda p: p.startswith(b"@RSYNCD: "), 0.95),
-    ("rtps", ("udp", "tcp"), None, lambda p: p[:4] == b"RTPS" and p[4:5] in (b"\x01", b"\x02"), 0.9),
+    ("rtps", ("udp", "tcp"), None,
+     lambda p: p[:4] == b"RTPS" and p[4:5] in (b"\x01", b"\x02"), 0.9),
     ("smpp", ("tcp",), None, _smpp, 0.75),
     ("stomp", ("tcp",), None, lambda p: p.startswith((b"STOMP\n", b"CONNECTED\nversion:",
                                                        b"CONNECT\naccept-version:")), 0.9),
@@ -442,7 +446,7 @@ TABLE: tuple = (
     ("genshinimpact", ("udp",), None, _mihoyo_handshake, 0.8),
     ("viber", ("tcp",), {4244, 5242, 5243}, _viber_tcp, 0.7),
     ("worldofwarcraft", ("tcp",), None,
-     lambda p: p[2:29] == b"WORLD OF WARCRAFT CONNECTION", 0.9),
+     lambda p: p[2:30] == b"WORLD OF WARCRAFT CONNECTION", 0.9),
 )
 
 _BY_L4: dict[str, list] = {"udp": [], "tcp": []}

@@ -293,3 +293,20 @@ def test_stats_and_flows_read_the_pinned_maps_of_the_running_filter(lab, tmp_pat
     d.stop()
     gone = subprocess.run([XDPGATE, "stats", *common], capture_output=True, text=True)
     assert gone.returncode == 1 and "no pinned maps" in gone.stderr
+
+
+def test_errors_say_what_failed_and_what_to_do(lab, tmp_path):
+    """No such interface, and not root: verb, object, cause and a hint, no traceback."""
+    pfile = tmp_path / "p.yaml"
+    pfile.write_text(POLICY)
+    base = [XDPGATE, "run", "--policy", str(pfile), "--state-dir", str(tmp_path / "st"),
+            "--listen", f"127.0.0.1:{free_port()}", "--netns", lab.gw_ns,
+            "--instance", lab.prefix]
+    r = subprocess.run(base + ["--iface", "nosuchif0"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "nosuchif0" in r.stderr and "no such interface" in r.stderr and "ip link" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *base,
+                        "--iface", lab.gw_ifaces[0]], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "root" in r.stderr and "sudo" in r.stderr and "Traceback" not in r.stderr

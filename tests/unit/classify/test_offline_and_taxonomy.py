@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -146,15 +145,28 @@ DATA = SHARED / "datasets" / "ndpi-dev"
 FLOW_EVAL = SHARED / "tools" / "flow-eval"
 
 
+# Regression floors: a little (0.01) below what the classifier scored when they were set
+# (normal: voip F1 0.960 by flows and 0.966 by bytes, category accuracy 0.947; --dpi-only:
+# category accuracy 0.952).  The targets are reported by flow-eval, not asserted here.
+FLOORS = {"voip_f1": 0.95, "voip_f1_bytes": 0.955, "category_acc": 0.937}
+FLOORS_DPI_ONLY = {"voip_f1": 0.95, "category_acc": 0.942}
+
+
+def _flow_eval(*extra: str) -> tuple[dict, str]:
+    cmd = f"{sys.executable} -m xdpgate.control.classify.offline --format jsonl {{pcap}}"
+    p = subprocess.run([sys.executable, str(FLOW_EVAL), "--data", str(DATA), "--cmd", cmd,
+                        "--json", *extra],
+                       capture_output=True, text=True, timeout=1800, cwd=shutil.os.getcwd())
+    lines = p.stdout.strip().splitlines()
+    return json.loads(lines[-2]), lines[-1]
+
+
 @pytest.mark.dataset
-def test_ndpi_dev_voip_f1_and_category_accuracy():
+@pytest.mark.parametrize("mode", ["normal", "dpi-only"])
+def test_ndpi_dev_scores_do_not_regress(mode):
     if not (DATA / "labels.jsonl").exists() or not FLOW_EVAL.exists():
         pytest.skip("../shared/datasets/ndpi-dev is not here")
-    cmd = f"{sys.executable} -m xdpgate.control.classify.offline --format jsonl {{pcap}}"
-    p = subprocess.run([sys.executable, str(FLOW_EVAL), "--data", str(DATA), "--cmd", cmd],
-                       capture_output=True, text=True, timeout=1800, cwd=shutil.os.getcwd())
-    last = p.stdout.strip().splitlines()[-1]
-    got = dict(kv.split("=") for kv in last.split())
-    assert float(got["voip_f1"]) >= 0.95, last
-    assert float(got["category_acc"]) >= 0.90, last
-    assert re.search(r"missed=0\.0[0-4]", last), last
+    got, last = _flow_eval(*(["--dpi-only"] if mode == "dpi-only" else []))
+    for key, floor in (FLOORS if mode == "normal" else FLOORS_DPI_ONLY).items():
+        assert float(got[key]) >= floor, (key, last)
+    assert float(got["missed"]) < 0.01, last
