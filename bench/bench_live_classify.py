@@ -453,7 +453,8 @@ def step(h: Harness, gen: Gen, rate: float, secs: float) -> dict:
 
 def show(tag: str, r: dict) -> None:
     C.log(f"  {tag:9s} offered {r['offered_fps']:8.0f} flows/s  labelled {r['label_fps']:8.0f}/s"
-          f"  lost {r['lost']:6d}  drain {r['drain_ms']:6.0f} ms  cpu {r['cpu_util'] * 100:4.0f}%"
+          f"  lost {r['lost']:6d}  drain {r['drain_ms']:5.0f} ms  cpu {r['cpu_util'] * 100:3.0f}%"
+          f" (runq wait {r['runq_wait'] * 100:3.0f}%)"
           f"  {r['us_per_sample']:5.1f} us/sample  {r['labels_per_cpu_s']:8.0f} labels/cpu-s"
           f"  p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:8.3f} ms"
           f"  gc {r['gc_ms']:5.0f} ms (max {r['gc_max_ms']:4.0f}){'  LAG' if r['lag'] else ''}")

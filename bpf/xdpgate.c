@@ -174,8 +174,26 @@ static __always_inline __u32 xg_eval(struct xg_scratch *sc, __u32 bank, struct x
 	struct xg_tunid_key tk = {.bank = bank, .tun_id = p->tun_id};
 	bits_and(&m, p->tun_type ? tunid.lookup(&tk) : 0, fb(bank, XG_FB_WILD + XG_W_TUNID));
 
-	struct xg_addrclass *sa = addr_bits(sc, bank, p->src);
-	struct xg_addrclass *da = addr_bits(sc, bank, p->dst);
+	/* Address lookups last, and only where a remaining rule needs one: class 0 ("in no
+	 * set") holds exactly the rules that do not look at that role. */
+	__u64 left = 0;
+#pragma unroll
+	for (int i = 0; i < XG_RULE_WORDS; i++)
+		left |= m.w[i];
+	if (!left)
+		return XG_RULE_NONE;
+	__u32 k0 = bank * XG_ADDRCLASS_MAX;
+	struct xg_addrclass *c0 = addrclass.lookup(&k0);
+	if (!c0)
+		return XG_RULE_NONE;
+	__u64 need_s = 0, need_d = 0;
+#pragma unroll
+	for (int i = 0; i < XG_RULE_WORDS; i++) {
+		need_s |= m.w[i] & (~c0->src.w[i] | ~c0->any.w[i]);
+		need_d |= m.w[i] & (~c0->dst.w[i] | ~c0->any.w[i]);
+	}
+	struct xg_addrclass *sa = need_s ? addr_bits(sc, bank, p->src) : c0;
+	struct xg_addrclass *da = need_d ? addr_bits(sc, bank, p->dst) : c0;
 	if (!sa || !da)
 		return XG_RULE_NONE;
 	bits_and(&m, &sa->src, 0);
@@ -246,7 +264,7 @@ static __always_inline void sample(struct xdp_md *ctx, struct xg_pkt *p, struct 
 		len = plen - p->l3_off;
 	if (len > XG_SAMPLE_BYTES)
 		len = XG_SAMPLE_BYTES;
-	s->hdr.ts_ns = now;
+	s->hdr.ts_ns = bpf_ktime_get_ns(); /* precise: first-packet-to-verdict latency */
 	s->hdr.key = *key;
 	s->hdr.ifindex = ctx->ingress_ifindex;
 	s->hdr.wire_len = p->ip_len;
@@ -269,67 +287,34 @@ static __always_inline int act_verdict(__u8 action)
 	return action == XG_ACT_DROP ? XG_V_DROP : XG_V_PASS;
 }
 
-int xdpgate_main(struct xdp_md *ctx)
+/* What every stage looks up first. */
+struct xg_stage {
+	struct xg_config *cfg;
+	struct xg_policy *pol;
+	struct xg_scratch *sc;
+	__u32 bank;
+};
+
+static __always_inline int xg_enter(struct xg_stage *st)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	__u64 bytes = data_end - data;
 	__u32 zero = 0;
-
-	struct xg_config *cfg = config.lookup(&zero);
-	if (!cfg)
-		return XDP_PASS;
-	__u32 bank = cfg->gen & 1;
-	struct xg_policy *pol = policy.lookup(&bank);
-	if (!pol)
-		return XDP_PASS;
-
-	struct xg_scratch *sc = scratch.lookup(&zero);
-	if (!sc)
-		return XDP_PASS;
-	__builtin_memset(&sc->p, 0, sizeof(sc->p));
-	__builtin_memset(&sc->key, 0, sizeof(sc->key));
-#define p (sc->p)
-#define key (sc->key)
-
-	/* 1. parse: Ethernet and VLAN tags here, then one IP level per run of
-	 * xdpgate_level (a tunnel re-enters it for the inner packet) */
-	struct xg_cursor c = {.pos = data, .end = data_end};
-	int et = parse_eth(&c);
-	if (et < 0)
-		return xg_exit(act_verdict(pol->unparsed_action), XG_R_MALFORMED, bytes);
-	if (et != ETH_P_IP && et != ETH_P_IPV6)
-		return xg_exit(act_verdict(pol->unparsed_action), XG_R_UNPARSED, bytes);
-	p.l2_off = c.pos - data;
-	sc->off = p.l2_off;
-	sc->et = et;
-	sc->lvl = 0;
-	progs.call(ctx, XG_PROG_LEVEL);
-	return xg_exit(XG_V_PASS, XG_R_INTERNAL, bytes);
-#undef p
-#undef key
+	st->cfg = config.lookup(&zero);
+	if (!st->cfg)
+		return -1;
+	st->bank = st->cfg->gen & 1;
+	st->pol = policy.lookup(&st->bank);
+	st->sc = scratch.lookup(&zero);
+	return st->pol && st->sc ? 0 : -1;
 }
 
-/* Stage 1b: one IP level (IP header, L4 header, tunnel header) at scratch->off. */
-int xdpgate_level(struct xdp_md *ctx)
+/* One IP level at `off`: the IP header, the L4 header and, if one is to be opened, the
+ * tunnel header. Ends in a tail call: xdpgate_level for the inner packet of a tunnel,
+ * xdpgate_decide otherwise (or an exit for what is not decided by the rules). */
+static __always_inline int xg_level(struct xdp_md *ctx, struct xg_scratch *sc,
+				    struct xg_policy *pol, __u32 lvl, __u32 off, __u64 bytes)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u64 bytes = data_end - data;
-	__u32 zero = 0;
-
-	struct xg_config *cfg = config.lookup(&zero);
-	if (!cfg)
-		return XDP_PASS;
-	__u32 bank = cfg->gen & 1;
-	struct xg_policy *pol = policy.lookup(&bank);
-	if (!pol)
-		return XDP_PASS;
-	struct xg_scratch *sc = scratch.lookup(&zero);
-	if (!sc)
-		return XDP_PASS;
-	__u32 off = sc->off;
-	__u32 lvl = sc->lvl;
 	if (off > XG_MAX_HDR_OFF || lvl > XG_TUNNEL_DEPTH)
 		return xg_exit(act_verdict(pol->unparsed_action), XG_R_MALFORMED, bytes);
 	struct xg_cursor c = {.pos = data + off, .end = data_end};
@@ -359,24 +344,54 @@ int xdpgate_level(struct xdp_md *ctx)
 	return xg_exit(XG_V_PASS, XG_R_INTERNAL, bytes);
 }
 
+/* Stage 1: Ethernet and VLAN tags, then the outermost IP level. */
+int xdpgate_main(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 bytes = data_end - data;
+	struct xg_stage st;
+	if (xg_enter(&st))
+		return XDP_PASS;
+	struct xg_scratch *sc = st.sc;
+	__builtin_memset(&sc->p, 0, sizeof(sc->p));
+	__builtin_memset(&sc->key, 0, sizeof(sc->key));
+
+	struct xg_cursor c = {.pos = data, .end = data_end};
+	int et = parse_eth(&c);
+	if (et < 0)
+		return xg_exit(act_verdict(st.pol->unparsed_action), XG_R_MALFORMED, bytes);
+	if (et != ETH_P_IP && et != ETH_P_IPV6)
+		return xg_exit(act_verdict(st.pol->unparsed_action), XG_R_UNPARSED, bytes);
+	sc->p.l2_off = c.pos - data;
+	sc->et = et;
+	sc->lvl = 0;
+	return xg_level(ctx, sc, st.pol, 0, sc->p.l2_off, bytes);
+}
+
+/* Stage 1b: the packet inside a tunnel (one level per run). */
+int xdpgate_level(struct xdp_md *ctx)
+{
+	__u64 bytes = (void *)(long)ctx->data_end - (void *)(long)ctx->data;
+	struct xg_stage st;
+	if (xg_enter(&st))
+		return XDP_PASS;
+	return xg_level(ctx, st.sc, st.pol, st.sc->lvl, st.sc->off, bytes);
+}
+
 /* Stage 2: flow, class, decision. Runs on the parse results left in scratch. */
 int xdpgate_decide(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u64 bytes = data_end - data;
-	__u32 zero = 0;
-
-	struct xg_config *cfg = config.lookup(&zero);
-	if (!cfg)
+	struct xg_stage st;
+	if (xg_enter(&st))
 		return XDP_PASS;
-	__u32 bank = cfg->gen & 1;
-	struct xg_policy *pol = policy.lookup(&bank);
-	if (!pol)
-		return XDP_PASS;
-	struct xg_scratch *sc = scratch.lookup(&zero);
-	if (!sc)
-		return XDP_PASS;
+	struct xg_config *cfg = st.cfg;
+	struct xg_policy *pol = st.pol;
+	struct xg_scratch *sc = st.sc;
+	__u32 bank = st.bank;
 #define p (sc->p)
 #define key (sc->key)
 
@@ -406,7 +421,8 @@ int xdpgate_decide(struct xdp_md *ctx)
 	key.tun_type = p.tun_type;
 	key.tun_id = p.tun_id;
 
-	__u64 now = bpf_ktime_get_ns();
+	/* the coarse clock is enough for flow ages, expectations and the heartbeat */
+	__u64 now = bpf_ktime_get_coarse_ns();
 	struct xg_flow *f = flows.lookup(&key);
 	if (!f) {
 		struct xg_flow *nfp = &sc->nf;
@@ -493,7 +509,8 @@ int xdpgate_decide(struct xdp_md *ctx)
 	if (f->flags & XG_FF_CLASSIFIED) {
 		dim_count(XG_D_APP + (f->app < XG_APP_MAX ? f->app : 0), bytes);
 		dim_count(XG_D_CAT + (f->category < XG_CAT_MAX ? f->category : 0), bytes);
-		dim_count(XG_D_CALL + (f->call < XG_CALL_MAX ? f->call : 0), bytes);
+		if (f->call && f->call < XG_CALL_MAX)
+			dim_count(XG_D_CALL + f->call, bytes);
 	}
 	if (p.tun_type)
 		dim_count(XG_D_TUN + (p.tun_type < XG_TUN_MAX ? p.tun_type : 0), bytes);
@@ -560,12 +577,12 @@ int xdpgate_decide(struct xdp_md *ctx)
 			int ok;
 			if (rl->rl_per == XG_RL_PER_FLOW) {
 				struct xg_bucket b = {.tokens = f->tb_tokens, .last_ns = f->tb_last_ns};
-				ok = tb_take(&b, rl, now, bytes);
+				ok = tb_take(&b, rl, bpf_ktime_get_ns(), bytes);
 				f->tb_tokens = b.tokens;
 				f->tb_last_ns = b.last_ns;
 			} else {
 				struct xg_bucket *b = buckets.lookup(&rk);
-				ok = b ? tb_take(b, rl, now, bytes) : 1;
+				ok = b ? tb_take(b, rl, bpf_ktime_get_ns(), bytes) : 1;
 			}
 			if (!ok)
 				return xg_exit(XG_V_DROP, XG_R_RATE_LIMIT, bytes);
