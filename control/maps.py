@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes as ct
 import os
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,8 +216,11 @@ def addr16(ip: str | bytes | Iterable[int]) -> bytes:
 
 
 def addr_str(b: bytes | Any) -> str:
-    import ipaddress
-
+    """16 data-path address bytes as text (IPv4 for ::ffff:a.b.c.d)."""
     raw = bytes(b)
-    a = ipaddress.IPv6Address(raw)
-    return str(a.ipv4_mapped) if a.ipv4_mapped else str(a)
+    if raw[:12] == _V4MAPPED:
+        return socket.inet_ntop(socket.AF_INET, raw[12:])
+    return socket.inet_ntop(socket.AF_INET6, raw)
+
+
+_V4MAPPED = b"\0" * 10 + b"\xff\xff"

@@ -5,13 +5,14 @@ Works on any MapSet: the controller's own or a running filter's pins.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import time
 from typing import Any
 
 from . import layout
 from .layout import Event, Reason, Verdict
-from .maps import MapSet, addr_str
+from .maps import MapSet, addr16, addr_str
 
 TUN_NAMES = {t.value: t.name.lower() for t in layout.Tunnel}
 ACTION_NAMES = {a.value: a.name.lower() for a in layout.Action}
@@ -140,32 +141,53 @@ def flows(maps: MapSet, *, app: str | None = None, category: str | None = None,
           ip: str | None = None, port: int | None = None, verdict: str | None = None,
           sort: str = "bytes", limit: int = 100,
           rule_names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Flows matching the filters, best first by `sort`. Filters and ranking work on the
+    raw entries; only the rows returned are turned into dicts."""
+    tx = _taxonomy()
     now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-    net = ipaddress.ip_network(ip, strict=False) if ip else None
-    out = []
+    want_app = tx.app_id(app) if app and app in tx.APPS else (-1 if app else None)
+    want_cat = tx.category_id(category) if category and category in tx.CATEGORIES else (
+        -1 if category else None)
+    nport = ((port & 0xFF) << 8) | (port >> 8) if port is not None else None
+    rng = None
+    if ip:
+        net = ipaddress.ip_network(ip, strict=False)
+        lo = int(ipaddress.IPv6Address(addr16(str(net.network_address))))
+        hi = int(ipaddress.IPv6Address(addr16(str(net.broadcast_address))))
+        rng = (lo, hi)
     pending = {bytes(k): v for k, v in maps["mailbox"].items()}
+    cand = []
     for k, f in maps["flows"].items():
-        v = flow_view(k, f, now, rule_names, pending.get(bytes(k)))
-        if app and v["app"] != app:
+        pend = pending.get(bytes(k)) if not f.flags & layout.FlowFlag.CLASSIFIED else None
+        if want_app is not None or want_cat is not None:
+            if not (f.flags & layout.FlowFlag.CLASSIFIED or pend is not None):
+                continue
+            fa, fc = (pend.app, pend.category) if pend is not None else (f.app, f.category)
+            if want_app is not None and fa != want_app:
+                continue
+            if want_cat is not None and fc != want_cat:
+                continue
+        if nport is not None and nport not in (k.port_a, k.port_b):
             continue
-        if category and v["category"] != category:
+        if rng is not None and not any(rng[0] <= int.from_bytes(bytes(x), "big") <= rng[1]
+                                       for x in (k.addr_a, k.addr_b)):
             continue
-        if verdict and v["verdict"] != verdict:
-            continue
-        if port is not None and port not in (v["sport"], v["dport"]):
-            continue
-        if net is not None and not any(
-                x and ipaddress.ip_address(x) in net for x in (v["src"], v["dst"])):
-            continue
-        out.append(v)
-    keys = {
-        "bytes": lambda v: -(v["bytes_fwd"] + v["bytes_rev"]),
-        "packets": lambda v: -(v["pkts_fwd"] + v["pkts_rev"]),
-        "age": lambda v: -v["age_s"],
-        "idle": lambda v: v["idle_s"],
-    }
-    out.sort(key=keys.get(sort, keys["bytes"]))
-    return out[: max(0, limit)]
+        if verdict is not None:
+            act = f.override if f.override != layout.Action.NONE else (
+                f.action[0] if f.action[0] != layout.Action.NONE else f.action[1])
+            if ACTION_NAMES.get(act, "pending") != verdict:
+                continue
+        cand.append((k, f, pend))
+    rank = {
+        "bytes": lambda t: t[1].bytes[0] + t[1].bytes[1],
+        "packets": lambda t: t[1].pkts[0] + t[1].pkts[1],
+        "age": lambda t: -t[1].first_ns,
+        "idle": lambda t: t[1].last_ns,
+    }.get(sort)
+    if rank is None:
+        rank = lambda t: t[1].bytes[0] + t[1].bytes[1]  # noqa: E731
+    top = heapq.nlargest(max(0, limit), cand, key=rank)
+    return [flow_view(k, f, now, rule_names, pend) for k, f, pend in top]
 
 
 def pinned_maps(instance: str = "default", netns: str | None = None) -> MapSet:
