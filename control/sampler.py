@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import collections
 import ctypes as ct
+import gc
 import logging
 import socket
+import struct
 import threading
 import time
 from typing import Any
@@ -30,6 +32,23 @@ log = logging.getLogger("xdpgate.sampler")
 TUN_NAME = {1: "gtpu", 2: "gre", 3: "vxlan", 4: "ipip"}
 L4_PROTO = {"tcp": 6, "udp": 17}
 KEEP_SAMPLING_APPS = {"sip"}  # signalling whose later messages (SDP answers) matter
+GC_GEN0_THRESHOLD = 50_000  # the sampler allocates a lot of short-lived objects per sample
+MAILBOX_BATCH = 256  # labels written with one BPF_MAP_UPDATE_BATCH (and at least per poll)
+
+# where the fields the sampler needs sit in a ring-buffer record (a SampleHdr, then the data)
+_HDR_SIZE = ct.sizeof(layout.SampleHdr)
+_KEY_OFF = layout.SampleHdr.key.offset
+_KEY_SIZE = ct.sizeof(layout.FlowKey)
+_TUN_TYPE_OFF = _KEY_OFF + layout.FlowKey.tun_type.offset
+_TUN_ID = struct.Struct("=I")
+_TUN_ID_OFF = _KEY_OFF + layout.FlowKey.tun_id.offset
+_TS = struct.Struct("=Q")
+_TS_OFF = layout.SampleHdr.ts_ns.offset
+_WIRE = struct.Struct("=I")
+_WIRE_OFF = layout.SampleHdr.wire_len.offset
+_CAP = struct.Struct("=H")
+_CAP_OFF = layout.SampleHdr.cap_len.offset
+_SEQ_OFF = layout.SampleHdr.seq.offset
 
 
 def mono_ns() -> int:
@@ -38,7 +57,11 @@ def mono_ns() -> int:
 
 
 class LabelSink:
-    """Writes labels and expectations into the maps; counts them."""
+    """Writes labels and expectations into the maps; counts them.
+
+    Labels are queued and written with one batched map update per ring-buffer poll (or every
+    ``MAILBOX_BATCH`` labels): :meth:`flush` writes them; latency is taken at the write.
+    """
 
     def __init__(self, maps: MapSet) -> None:
         self.maps = maps
@@ -46,27 +69,73 @@ class LabelSink:
         self.flows_by_cat: collections.Counter[str] = collections.Counter()
         self.latencies_ns: collections.deque[int] = collections.deque(maxlen=100_000)
         self.errors = 0
+        self._cls: dict[tuple, bytes] = {}  # (app, category, call, confidence) -> packed Class
+        self._keys: list[bytes] = []
+        self._vals: list[bytes] = []
+        self._first: list[int] = []
+        self._batch_ok = True
 
-    def label(self, key: layout.FlowKey, lab: Any, first_ts_ns: int | None = None) -> None:
-        cls = layout.Class(app=taxonomy.app_id(lab.app), category=taxonomy.category_id(lab.category),
-                           call=taxonomy.CALL_KINDS.index(lab.call) if lab.call in
-                           taxonomy.CALL_KINDS else 0,
-                           override=layout.Action.NONE, confidence=int(lab.confidence * 100),
-                           flags=layout.CF_KEEP_SAMPLING if lab.app in KEEP_SAMPLING_APPS else 0)
-        self.maps["mailbox"].set(key, cls)
+    def class_bytes(self, app: str, category: str, call: str, confidence: float) -> bytes:
+        """The packed layout.Class of a label (cached: labels repeat)."""
+        k = (app, category, call, confidence)
+        b = self._cls.get(k)
+        if b is None:
+            cls = layout.Class(app=taxonomy.app_id(app), category=taxonomy.category_id(category),
+                               call=taxonomy.CALL_KINDS.index(call) if call in
+                               taxonomy.CALL_KINDS else 0,
+                               override=layout.Action.NONE, confidence=int(confidence * 100),
+                               flags=layout.CF_KEEP_SAMPLING if app in KEEP_SAMPLING_APPS else 0)
+            b = bytes(cls)
+            if len(self._cls) > 65536:
+                self._cls.clear()
+            self._cls[k] = b
+        return b
+
+    def label(self, key: layout.FlowKey | bytes, lab: Any, first_ts_ns: int | None = None) -> None:
+        """Queue ``lab`` for the flow ``key`` (a layout.FlowKey or its bytes)."""
+        self._keys.append(key if isinstance(key, bytes) else bytes(key))
+        self._vals.append(self.class_bytes(lab.app, lab.category, lab.call, lab.confidence))
+        self._first.append(first_ts_ns or 0)
         self.flows_by_app[lab.app] += 1
         self.flows_by_cat[lab.category] += 1
-        if first_ts_ns:
-            self.latencies_ns.append(mono_ns() - first_ts_ns)
+        if len(self._keys) >= MAILBOX_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued labels into the mailbox."""
+        keys = self._keys
+        if not keys:
+            return
+        vals, first = self._vals, self._first
+        self._keys, self._vals, self._first = [], [], []
+        mb = self.maps["mailbox"]
+        written = False
+        if self._batch_ok and len(keys) > 1:
+            try:
+                mb.set_many_raw(b"".join(keys), b"".join(vals), len(keys))
+                written = True
+            except OSError as e:  # no batch ops on this kernel: one by one from now on
+                log.debug("mailbox batch update failed (%s): writing one by one", e)
+                self._batch_ok = False
+        if not written:
+            kt, vt = layout.FlowKey, layout.Class
+            for k, v in zip(keys, vals):
+                try:
+                    mb.set(kt.from_buffer_copy(k), vt.from_buffer_copy(v))
+                except OSError:
+                    self.errors += 1
+        now = mono_ns()
+        lat = self.latencies_ns
+        for t in first:
+            if t:
+                lat.append(now - t)
 
     def expect(self, exp: Expectation, tun_type: int, tun_id: int, ttl_s: float) -> None:
         k = layout.ExpectKey(proto=L4_PROTO.get(exp.l4, 17), tun_type=tun_type, tun_id=tun_id,
                              port=socket.htons(exp.port))
         k.addr[:] = list(addr16(exp.addr))
-        cls = layout.Class(app=taxonomy.app_id(exp.app), category=taxonomy.category_id(exp.category),
-                           call=taxonomy.CALL_KINDS.index(exp.call) if exp.call in
-                           taxonomy.CALL_KINDS else 0, override=layout.Action.NONE,
-                           confidence=90)
+        cls = layout.Class.from_buffer_copy(self.class_bytes(exp.app, exp.category, exp.call, 0.9))
+        cls.flags = 0
         self.maps["expect"].set(k, layout.Expect(expires_ns=mono_ns() + int(ttl_s * 1e9), cls=cls))
 
 
@@ -88,35 +157,42 @@ class Sampler:
 
     # one sample -------------------------------------------------------------
     def handle(self, hdr: layout.SampleHdr, data: bytes) -> None:
+        k = hdr.key
+        self._handle(bytes(k), hdr.ts_ns, hdr.seq, hdr.wire_len, k.tun_type, k.tun_id, data)
+
+    def _handle(self, kb: bytes, ts_ns: int, seq: int, wire_len: int, tun_type: int,
+                tun_id: int, data: bytes) -> None:
         self.samples += 1
-        kb = bytes(hdr.key)
-        if hdr.seq == 0:
-            self._first_ts[kb] = hdr.ts_ns
-            if len(self._first_ts) > 200_000:
-                self._first_ts.clear()
-        tun = (TUN_NAME[hdr.key.tun_type], hdr.key.tun_id) if hdr.key.tun_type in TUN_NAME else None
-        pkt = Packet(ts=hdr.ts_ns / 1e9, data=data, wire_len=hdr.wire_len, tunnel=tun)
+        if seq == 0:
+            first = self._first_ts
+            first[kb] = ts_ns
+            if len(first) > 200_000:
+                first.clear()
+        tun = (TUN_NAME[tun_type], tun_id) if tun_type in TUN_NAME else None
+        ts = ts_ns / 1e9
+        clf = self.classifier
         try:
-            lab = self.classifier.feed(pkt)
+            lab = clf.feed(Packet(ts, data, wire_len, tun))
         except Exception:  # a classifier bug must not stop the sampler
             self.sink.errors += 1
             log.exception("classifier failed on a sample")
             return
         if lab is not None:
-            self.sink.label(layout.FlowKey.from_buffer_copy(kb), lab, self._first_ts.pop(kb, None))
-        if self.classifier.new_expectations:
-            for exp in self.classifier.new_expectations:
-                ttl = max(1.0, exp.expires - pkt.ts)
-                self.sink.expect(exp, hdr.key.tun_type, hdr.key.tun_id, ttl)
-            self.classifier.new_expectations.clear()
+            self.sink.label(kb, lab, self._first_ts.pop(kb, None))
+        if clf.new_expectations:
+            for exp in clf.new_expectations:
+                ttl = max(1.0, exp.expires - ts)
+                self.sink.expect(exp, tun_type, tun_id, ttl)
+            clf.new_expectations.clear()
 
     def _callback(self, ctx: Any, data: int, size: int) -> int:
-        hsz = ct.sizeof(layout.SampleHdr)
-        if size < hsz:
+        if size < _HDR_SIZE:
             return 0
-        hdr = layout.SampleHdr.from_buffer_copy(ct.string_at(data, hsz))
-        n = min(hdr.cap_len, size - hsz)
-        self.handle(hdr, ct.string_at(data + hsz, n))
+        buf = ct.string_at(data, size)
+        n = min(_CAP.unpack_from(buf, _CAP_OFF)[0], size - _HDR_SIZE)
+        self._handle(buf[_KEY_OFF:_KEY_OFF + _KEY_SIZE], _TS.unpack_from(buf, _TS_OFF)[0],
+                     buf[_SEQ_OFF], _WIRE.unpack_from(buf, _WIRE_OFF)[0], buf[_TUN_TYPE_OFF],
+                     _TUN_ID.unpack_from(buf, _TUN_ID_OFF)[0], buf[_HDR_SIZE:_HDR_SIZE + n])
         return 0
 
     # the thread --------------------------------------------------------------
@@ -125,9 +201,23 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name="xdpgate-sampler", daemon=True)
         self._thread.start()
 
+    @staticmethod
+    def _tune_gc() -> None:
+        """Start-up objects (modules, tables, the BPF program's objects) never die: move them
+        out of the collector's reach, and collect the young generation less often (a sample
+        makes a few short-lived container objects; the classifier keeps decided flows in
+        flat records the collector does not track)."""
+        gc.collect()
+        gc.freeze()
+        g0, g1, g2 = gc.get_threshold()
+        if 0 < g0 < GC_GEN0_THRESHOLD:
+            gc.set_threshold(GC_GEN0_THRESHOLD, g1, g2)
+
     def _run(self) -> None:
+        self._tune_gc()
         while not self._stop.is_set():
             if self._paused.is_set():
+                self._flush_sink()
                 time.sleep(0.05)
                 continue
             try:
@@ -135,10 +225,18 @@ class Sampler:
             except Exception:
                 log.exception("ring buffer poll failed")
                 time.sleep(0.1)
+            self._flush_sink()
             now = time.monotonic()
             if now - self._last_expire > 5:
                 self._last_expire = now
                 self.classifier.expire(mono_ns() / 1e9)
+
+    def _flush_sink(self) -> None:
+        try:
+            self.sink.flush()
+        except Exception:
+            self.sink.errors += 1
+            log.exception("writing labels to the mailbox failed")
 
     def pause(self) -> None:
         """Stop reading the ring buffer (tests; the data path goes on without us)."""
@@ -151,6 +249,8 @@ class Sampler:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=2)
+        if self._thread is None or not self._thread.is_alive():
+            self._flush_sink()
 
     def latency_percentiles(self) -> dict[str, float]:
         lat = sorted(self.sink.latencies_ns)

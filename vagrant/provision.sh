@@ -60,7 +60,9 @@ if [ ! -x "$venv/bin/python" ]; then
 	mkdir -p "$(dirname "$venv")"
 	/usr/bin/python3 -m venv --system-site-packages "$venv"
 fi
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -e "$repo[test]"
+"$venv/bin/python" -m pip install -q -e "$repo"
+if [ "$with_tests" = 1 ]; then
+	"$venv/bin/python" -m pip install -q -e "$repo[test]"
+fi
 "$venv/bin/python" -c 'import bcc, xdpgate.control' >/dev/null
 echo "provision.sh: xdpgate installed in $venv (run $venv/bin/xdpgate)"

@@ -7,6 +7,7 @@ port; the port only picks the flavour (5353 mDNS, 5355 LLMNR).  DNS *about* any 
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 
@@ -60,8 +61,31 @@ def _name(buf: bytes, off: int, depth: int = 0) -> tuple[bytes, int]:
     return b".".join(labels), (end if end >= 0 else off)
 
 
+_memo: list = [None, None]  # the last message parsed and its result (match, then learn)
+_NOT_PRINTABLE = re.compile(rb"[^\x21-\x7e]")
+
+
 def parse_message(msg: bytes) -> tuple[int, bytes, int, int] | None:
-    """(flags, first question name, qtype, offset after the question) or None if not DNS."""
+    """(flags, first question name, qtype, offset after the question) or None if not DNS.
+
+    ValueError if the question name is malformed.  The last result is memoised by message
+    identity: the engine gives the same payload to match() and learn().
+    """
+    if _memo[0] is msg:
+        r = _memo[1]
+        if r is ValueError:
+            raise ValueError("bad question name")
+        return r
+    try:
+        r = _parse_message(msg)
+    except ValueError:
+        _memo[0], _memo[1] = msg, ValueError
+        raise
+    _memo[0], _memo[1] = msg, r
+    return r
+
+
+def _parse_message(msg: bytes) -> tuple[int, bytes, int, int] | None:
     if len(msg) < 12:
         return None
     _tid, flags, qd, an, ns, ar = struct.unpack_from("!HHHHHH", msg, 0)
@@ -89,7 +113,7 @@ def parse_message(msg: bytes) -> tuple[int, bytes, int, int] | None:
 
 
 def _printable(name: bytes) -> bool:
-    return all(32 < c < 127 for c in name)
+    return _NOT_PRINTABLE.search(name) is None
 
 
 def match(flow: Flow, ctx) -> Label | None:

@@ -26,6 +26,12 @@ MODULES: tuple[str, ...] = (
 IDLE_TIMEOUT = {"tcp": 300.0, "udp": 120.0}
 DEFAULT_IDLE = 60.0
 EXPECT_TTL = 120.0
+WHEEL_S = 5.0  # width of an expiry time bucket
+
+# A flow the engine will not look at again is kept as a flat tuple (no Flow object, nothing the
+# cyclic GC has to traverse): (last_ts, app, category, confidence, reason, call).
+_REC_TS = 0
+_NOTHING: frozenset = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,16 @@ class _Mod:
     spec: Spec
     match: object
     learn: object
+
+
+# per L4, the modules as flat tuples for the hot loop:
+# (name, needs_payload, max_packets, match, learn)
+_Entry = tuple
+
+
+def _entries(mods: list[_Mod]) -> tuple[_Entry, ...]:
+    return tuple((m.spec.name, m.spec.needs_payload, m.spec.max_packets, m.match, m.learn)
+                 for m in mods)
 
 
 def _load_modules() -> dict[str, list[_Mod]]:
@@ -78,36 +94,50 @@ class Classifier:
         self.max_packets = max_packets
         self.knowledge = knowledge if knowledge is not None else HostKnowledge()
         self.new_expectations: list[Expectation] = []
-        self._expect: dict[tuple[str, str, int], Expectation] = {}
-        self._flows: dict[tuple, Flow] = {}
+        # (l4, addr, port) -> (app, category, call, expires): flat, untracked by the GC
+        self._expect: dict[tuple[str, str, int], tuple] = {}
+        self._flows: dict[tuple, Flow] = {}  # flows still being classified or learned from
+        self._done: dict[tuple, tuple] = {}  # decided flows: canon key -> flat record
         self._frags: dict[tuple, tuple] = {}
         self._mods = registry()
+        self._hot = {l4: _entries(mods) for l4, mods in self._mods.items()}
+        # expiry wheels: bucket (deadline // WHEEL_S) -> keys to look at then
+        self._flow_wheel: dict[int, list] = {}
+        self._expect_wheel: dict[int, list] = {}
         # endpoints (l4, addr, port) seen doing ICE/STUN or call media: later flows from the
-        # same socket are call legs too.
-        self.call_endpoints: dict[tuple[str, str, int], Label] = {}
+        # same socket are call legs too.  Values are (app, category, call).
+        self.call_endpoints: dict[tuple[str, str, int], tuple[str, str, str]] = {}
         self.sip_calls: dict[str, str] = {}  # SIP Call-ID -> call kind
 
     # -- expectations ------------------------------------------------------------------
     def expect(self, exp: Expectation) -> None:
         """Register a flow announced by signalling (and queue it for the data path)."""
         k = (exp.l4, exp.addr, exp.port)
-        self._expect[k] = exp
+        old = self._expect.get(k)
+        self._expect[k] = (exp.app, exp.category, exp.call, exp.expires)
+        if old is None or int(old[3] // WHEEL_S) != int(exp.expires // WHEEL_S):
+            self._expect_wheel.setdefault(int(exp.expires // WHEEL_S), []).append(k)
         self.new_expectations.append(exp)
 
     def remember_call_endpoint(self, l4: str, addr: str, port: int, label: Label) -> None:
         if len(self.call_endpoints) > 100_000:
             self.call_endpoints.clear()
-        self.call_endpoints[(l4, addr, port)] = label
+        self.call_endpoints[(l4, addr, port)] = (label.app, label.category, label.call)
 
-    def _expected(self, key: FlowKey, ts: float) -> Label | None:
-        for ep in ((key.l4, key.dst, key.dport), (key.l4, key.src, key.sport)):
-            exp = self._expect.get(ep)
-            if exp is not None and exp.expires >= ts:
-                return Label(exp.app, exp.category, 0.9, "sdp-expected", exp.call)
-        for ep in ((key.l4, key.src, key.sport), (key.l4, key.dst, key.dport)):
-            lab = self.call_endpoints.get(ep)
-            if lab is not None:
-                return Label(lab.app, lab.category, 0.7, "ice-endpoint", lab.call)
+    def _expected(self, l4: str, src: str, sport: int, dst: str, dport: int,
+                  ts: float) -> Label | None:
+        expect = self._expect
+        if expect:
+            for ep in ((l4, dst, dport), (l4, src, sport)):
+                exp = expect.get(ep)
+                if exp is not None and exp[3] >= ts:
+                    return Label(exp[0], exp[1], 0.9, "sdp-expected", exp[2])
+        eps = self.call_endpoints
+        if eps:
+            for ep in ((l4, src, sport), (l4, dst, dport)):
+                lab = eps.get(ep)
+                if lab is not None:
+                    return Label(lab[0], lab[1], 0.7, "ice-endpoint", lab[2])
         return None
 
     # -- main entry points ---------------------------------------------------------------
@@ -118,55 +148,71 @@ class Classifier:
             return None
         if p.later_fragment:
             return None  # no ports: nothing to classify (offline counts it to its flow)
-        canon = p.canonical(pkt.tunnel)
+        tunnel = pkt.tunnel
+        ts = pkt.ts
+        l4 = p.l4
+        a = (p.src, p.sport)
+        b = (p.dst, p.dport)
+        canon = (l4, a, b, tunnel) if a <= b else (l4, b, a, tunnel)
         f = self._flows.get(canon)
         if f is None:
-            f = Flow(key=p.key(pkt.tunnel), first_ts=pkt.ts, last_ts=pkt.ts, proto=p.proto)
+            done = self._done
+            rec = done.get(canon)
+            if rec is not None:  # decided, nothing more to learn: just keep it alive
+                done[canon] = (ts,) + rec[1:]
+                return None
+            f = Flow(key=FlowKey(l4, p.src, p.sport, p.dst, p.dport, tunnel), first_ts=ts,
+                     last_ts=ts, proto=p.proto)
             self._flows[canon] = f
-            if p.l4 in ("tcp", "udp"):
-                lab = self._expected(f.key, pkt.ts)
+            self._flow_wheel.setdefault(
+                int((ts + IDLE_TIMEOUT.get(l4, DEFAULT_IDLE)) // WHEEL_S), []).append(canon)
+            if l4 == "tcp" or l4 == "udp":
+                lab = self._expected(l4, p.src, p.sport, p.dst, p.dport, ts)
                 if lab is not None:
-                    return self._decide(f, lab)
-        f.last_ts = pkt.ts
-        direction = 0 if (p.src == f.key.src and p.sport == f.key.sport) else 1
-        sample = Sample(direction, p.payload, pkt.ts, pkt.wire_len, p.tcp_flags)
-        if f.label is not None:
+                    return self._decide(f, lab, canon)
+        f.last_ts = ts
+        key = f.key
+        direction = 0 if (p.sport == key.sport and p.src == key.src) else 1
+        payload = p.payload
+        sample = Sample(direction, payload, ts, pkt.wire_len, p.tcp_flags)
+        if f.label is not None:  # decided but still learning (SIP, DNS)
             if f.learner is not None and len(f.samples) < self.max_packets:
-                f.samples.append(sample)
+                f.samples.append(None)  # learners read the sample they are given, not these
                 f.learner(f, sample, self)
+            if f.learner is None or len(f.samples) >= self.max_packets:
+                self._retire(f, canon)
             return None
         f.samples.append(sample)
-        if p.payload:
+        if payload:
             f.npayload += 1
-        for mod in self._mods[f.key.l4]:
-            spec = mod.spec
-            if spec.needs_payload and not p.payload:
+        npayload = f.npayload
+        given_up = f.given_up
+        for name, needs_payload, max_pk, match, learn in self._hot[l4]:
+            if needs_payload and (not payload or npayload > max_pk):
                 continue
-            if spec.name in f.given_up:
-                continue
-            if spec.needs_payload and f.npayload > spec.max_packets:
+            if name in given_up:
                 continue
             try:
-                r = mod.match(f, self)
+                r = match(f, self)
             except (IndexError, ValueError, KeyError, UnicodeError, OverflowError):
                 r = GIVE_UP  # a malformed payload must not stop the flow's classification
             if r is None:
                 continue
             if r is GIVE_UP:
-                f.given_up.add(spec.name)
-                if f.tentative is not None and f.state.get("_tentative_by") == spec.name:
+                given_up.add(name)
+                if f.tentative is not None and f.state.get("_tentative_by") == name:
                     f.tentative = None  # its author took it back
                 continue
             if r.confidence >= DECIDE:
-                if mod.learn is not None:
-                    f.learner = mod.learn
-                    mod.learn(f, sample, self)
-                return self._decide(f, r)
+                if learn is not None:
+                    f.learner = learn
+                    learn(f, sample, self)
+                return self._decide(f, r, canon)
             if f.tentative is None or r.confidence >= f.tentative.confidence:
                 f.tentative = r
-                f.state["_tentative_by"] = spec.name
+                f.state["_tentative_by"] = name
         if len(f.samples) >= self.max_packets:
-            return self._decide(f, self._fallback(f))
+            return self._decide(f, self._fallback(f), canon)
         return None
 
     def flush(self) -> list[tuple[FlowKey, Label]]:
@@ -178,24 +224,82 @@ class Classifier:
         return out
 
     def expire(self, now: float) -> None:
-        """Forget idle flows and expired expectations."""
-        for k in [k for k, f in self._flows.items()
-                  if now - f.last_ts > IDLE_TIMEOUT.get(f.key.l4, DEFAULT_IDLE)]:
-            del self._flows[k]
-        for k in [k for k, e in self._expect.items() if e.expires < now]:
-            del self._expect[k]
+        """Forget idle flows and expired expectations.
+
+        Flows and expectations sit in time buckets by their deadline; only the buckets that
+        are due are looked at (a flow seen since is put back in the bucket of its new
+        deadline), so the cost follows what expires, not how much is tracked.
+        """
+        hi = int(now // WHEEL_S)
+        wheel = self._flow_wheel
+        flows, done = self._flows, self._done
+        for bucket in [b for b in wheel if b <= hi]:
+            for k in wheel.pop(bucket):
+                f = flows.get(k)
+                if f is not None:
+                    last = f.last_ts
+                else:
+                    rec = done.get(k)
+                    if rec is None:
+                        continue
+                    last = rec[_REC_TS]
+                idle = IDLE_TIMEOUT.get(k[0], DEFAULT_IDLE)
+                if now - last > idle:
+                    if f is not None:
+                        del flows[k]
+                    else:
+                        del done[k]
+                else:
+                    wheel.setdefault(int((last + idle) // WHEEL_S), []).append(k)
+        ewheel = self._expect_wheel
+        expect = self._expect
+        for bucket in [b for b in ewheel if b <= hi]:
+            for k in ewheel.pop(bucket):
+                e = expect.get(k)
+                if e is None:
+                    continue
+                if e[3] < now:
+                    del expect[k]
+                elif int(e[3] // WHEEL_S) <= hi:
+                    ewheel.setdefault(int(e[3] // WHEEL_S), []).append(k)
+                # else: renewed; its new bucket already holds the key
 
     def label_of(self, key: FlowKey) -> Label | None:
         """The decided label of a tracked flow, if any."""
-        f = self._flows.get(_canon(key))
-        return f.label if f is not None else None
+        k = _canon(key)
+        f = self._flows.get(k)
+        if f is not None:
+            return f.label
+        rec = self._done.get(k)
+        return Label(*rec[1:]) if rec is not None else None
+
+    def tracked(self) -> tuple[int, int]:
+        """(flows still held as Flow objects, decided flows held as flat records)."""
+        return len(self._flows), len(self._done)
 
     # -- internals ----------------------------------------------------------------------
-    def _decide(self, f: Flow, lab: Label) -> Label:
+    def _decide(self, f: Flow, lab: Label, canon: tuple | None = None) -> Label:
         f.label = lab
         if f.learner is None:
             f.samples = []  # nothing more to look at
+            if canon is not None:
+                self._retire(f, canon)
+        else:
+            # a learner is fed each later sample directly: keep only the count of samples
+            # (its packet budget) and drop the matchers' scratch, so that a flow waiting for
+            # more packets holds few objects for the GC to traverse
+            f.samples = [None] * len(f.samples)
+            f.given_up = _NOTHING
+            f.state = {}
+            f.tentative = None
         return lab
+
+    def _retire(self, f: Flow, canon: tuple) -> None:
+        """A decided flow with nothing more to learn: keep only a flat record of it."""
+        lab = f.label
+        if self._flows.pop(canon, None) is not None:
+            self._done[canon] = (f.last_ts, lab.app, lab.category, lab.confidence, lab.reason,
+                                 lab.call)
 
     def _fallback(self, f: Flow) -> Label:
         from . import ports, stats  # small; imported on first use

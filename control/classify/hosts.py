@@ -9,7 +9,7 @@ public facts about the services (their own documented domains), not tuned to any
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+import socket
 
 HOST_SUFFIXES: dict[str, str] = {
     # conferencing and messaging
@@ -197,32 +197,61 @@ def app_for_host(name: str) -> str | None:
     return None
 
 
-@dataclass
+def _addr_int(addr: str) -> tuple[int, int] | None:
+    """(4 or 6, address as an integer) of a textual address, None if it is not one."""
+    try:
+        if ":" in addr:
+            return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, addr.split("%", 1)[0]),
+                                     "big")
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, addr), "big")
+    except (OSError, ValueError):
+        return None
+
+
 class _PrefixTable:
-    nets: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = field(
-        default_factory=list)
-    cache: dict[str, str | None] = field(default_factory=dict)
+    """Longest-prefix match over integer addresses: per IP version, one dict per prefix
+    length (network integer -> app), lengths tried longest first; a bounded LRU of answers."""
+
+    CACHE_MAX = 65536
+
+    def __init__(self) -> None:
+        self.nets: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = []
+        self._by_len: dict[int, list[tuple[int, int, dict[int, str]]]] = {4: [], 6: []}
+        self.cache: dict[str, str | None] = {}
 
     def add(self, cidr: str, app: str) -> None:
-        self.nets.append((ipaddress.ip_network(cidr, strict=False), app))
+        net = ipaddress.ip_network(cidr, strict=False)
+        self.nets.append((net, app))
         self.nets.sort(key=lambda na: -na[0].prefixlen)  # longest prefix first
+        bits = net.max_prefixlen
+        tables = {plen: tbl for plen, _shift, tbl in self._by_len[net.version]}
+        tbl = tables.setdefault(net.prefixlen, {})
+        # the first (longest, then earliest) entry for a network wins, as in a linear scan
+        tbl.setdefault(int(net.network_address) >> (bits - net.prefixlen), app)
+        self._by_len[net.version] = [(plen, bits - plen, t) for plen, t in
+                                     sorted(tables.items(), key=lambda pt: -pt[0])]
         self.cache.clear()
 
     def lookup(self, addr: str) -> str | None:
-        if addr in self.cache:
-            return self.cache[addr]
+        cache = self.cache
         try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
+            found = cache.pop(addr)  # hit: move to the young end
+            cache[addr] = found
+            return found
+        except KeyError:
+            pass
+        vi = _addr_int(addr)
+        if vi is None:
             return None
         found = None
-        for net, app in self.nets:
-            if ip.version == net.version and ip in net:
-                found = app
+        version, n = vi
+        for _plen, shift, tbl in self._by_len[version]:
+            found = tbl.get(n >> shift)
+            if found is not None:
                 break
-        if len(self.cache) > 65536:
-            self.cache.clear()
-        self.cache[addr] = found
+        if len(cache) >= self.CACHE_MAX:
+            del cache[next(iter(cache))]  # least recently used
+        cache[addr] = found
         return found
 
 

@@ -40,10 +40,30 @@ def first_line(msg: bytes) -> tuple[str, bytes] | None:
     return None
 
 
+_COMPACT = {b"t": b"to", b"f": b"from", b"i": b"call-id", b"c": b"content-type",
+            b"l": b"content-length", b"m": b"contact", b"v": b"via"}
+
+# One-entry memos keyed by the message object itself: the engine hands the same payload bytes
+# to match() and learn(), which both need the headers and the call kind.  The memo holds a
+# reference to the key, so an identity hit is always the same message.
+_memo_headers: list = [None, None]
+_memo_kind: list = [None, None]
+
+
 def headers(msg: bytes) -> dict[bytes, bytes]:
-    """First value of each header, names lower-cased (compact forms expanded)."""
-    compact = {b"t": b"to", b"f": b"from", b"i": b"call-id", b"c": b"content-type",
-               b"l": b"content-length", b"m": b"contact", b"v": b"via"}
+    """First value of each header, names lower-cased (compact forms expanded).
+
+    The returned dict is shared with later callers for the same message: do not modify it.
+    """
+    if _memo_headers[0] is msg:
+        return _memo_headers[1]
+    out = _headers(msg)
+    _memo_headers[0], _memo_headers[1] = msg, out
+    return out
+
+
+def _headers(msg: bytes) -> dict[bytes, bytes]:
+    compact = _COMPACT
     out: dict[bytes, bytes] = {}
     head = msg.split(b"\r\n\r\n", 1)[0]
     for line in head.split(b"\r\n")[1:]:
@@ -88,6 +108,14 @@ def is_phone_uri(uri: bytes) -> bool:
 
 def call_kind(msg: bytes) -> str:
     """"pstn" or "app" for an INVITE, from its Request-URI and To header."""
+    if _memo_kind[0] is msg:
+        return _memo_kind[1]
+    kind = _call_kind(msg)
+    _memo_kind[0], _memo_kind[1] = msg, kind
+    return kind
+
+
+def _call_kind(msg: bytes) -> str:
     line = msg.split(b"\r\n", 1)[0]
     parts = line.split(b" ")
     ruri = parts[1] if len(parts) == 3 else b""

@@ -1,0 +1,159 @@
+"""The engine's bookkeeping for speed keeps the verdicts: decided flows shrink to flat records,
+expiry goes by time buckets, per-port candidate rows, parse memos, integer prefix match."""
+
+from __future__ import annotations
+
+import gc
+import ipaddress
+import random
+
+from xdpgate.control.classify import appsigs, dns, netproto, sip
+from xdpgate.control.classify.base import Flow
+from xdpgate.control.classify.engine import Classifier, Expectation
+from xdpgate.control.classify.hosts import VENDOR_PREFIXES, HostKnowledge, _PrefixTable
+from xdpgate.control.classify.packet import FlowKey
+
+from .build import CLIENT, SERVER, udp
+from .test_voip_signalling import invite
+
+DNS_QUERY = bytes.fromhex("12340100000100000000000003777777076578616d706c6503636f6d0000010001")
+DNS_ANSWER = bytes.fromhex("12348180000100010000000003777777076578616d706c6503636f6d0000010001"
+                           "c00c000100010000003c0004c6336407")
+
+
+def test_decided_flow_keeps_no_flow_object_and_its_label():
+    clf = Classifier()
+    lab = clf.feed(udp(DNS_QUERY, 40000, 53, ts=1.0))
+    assert lab is not None and lab.app == "dns"
+    # DNS learns from the answer: still a Flow until it has seen max_packets or ... an answer
+    for i in range(8):
+        clf.feed(udp(DNS_ANSWER, 53, 40000, src=SERVER, dst=CLIENT, ts=1.1 + i))
+    assert clf.tracked() == (0, 1)
+    assert clf.knowledge.names.get("198.51.100.7") == "www.example.com"
+    key = FlowKey("udp", CLIENT, 40000, SERVER, 53)
+    assert clf.label_of(key) == lab
+    assert clf.label_of(key.reversed()) == lab
+    # later packets are neither re-labelled nor turned back into Flow objects
+    assert clf.feed(udp(DNS_QUERY, 40000, 53, ts=20.0)) is None
+    assert clf.tracked() == (0, 1)
+    rec = next(iter(clf._done.values()))
+    assert rec[0] == 20.0
+    gc.collect()
+    assert not gc.is_tracked(rec), "a decided flow must not be something the GC traverses"
+
+
+def test_decided_flow_without_learner_is_retired_at_once():
+    clf = Classifier()
+    rtp = b"\x80\x00\x00\x01\x00\x00\x00\xa0\x12\x34\x56\x78" + bytes(160)
+    first_label_seen = None
+    for i in range(4):
+        pl = bytearray(rtp)
+        pl[3] = i + 1
+        lab = clf.feed(udp(bytes(pl), 40000, 41000, ts=1.0 + i * 0.02))
+        first_label_seen = first_label_seen or lab
+    assert first_label_seen is not None and first_label_seen.category == "voip"
+    assert clf.tracked() == (0, 1)
+
+
+def test_sip_flow_keeps_learning_after_its_label():
+    clf = Classifier()
+    lab = clf.feed(udp(invite("sip:alice@example.org", media_port=41000), 5060, 5060, ts=1.0))
+    assert lab is not None and lab.app == "sip"
+    assert clf.tracked() == (1, 0), "SIP's learner needs the Flow for later messages"
+    clf.new_expectations.clear()
+    clf.feed(udp(invite("sip:alice@example.org", media_port=42000), 5060, 5060, ts=1.5))
+    assert any(e.port == 42000 for e in clf.new_expectations)
+
+
+def test_expiry_buckets_forget_exactly_the_idle():
+    clf = Classifier()
+    clf.feed(udp(DNS_QUERY, 40000, 53, ts=0.0))
+    clf.feed(udp(b"\x01" * 40, 40001, 9999, ts=0.0))  # undecided
+    clf.feed(udp(DNS_QUERY, 40002, 53, ts=0.0))
+    clf.feed(udp(DNS_QUERY, 40002, 53, ts=100.0))  # kept alive
+    clf.expire(119.0)
+    assert sum(clf.tracked()) == 3
+    clf.expire(121.0)
+    assert sum(clf.tracked()) == 1
+    assert clf.label_of(FlowKey("udp", CLIENT, 40002, SERVER, 53)) is not None
+    clf.expire(219.0)
+    assert sum(clf.tracked()) == 1
+    clf.expire(220.5)
+    assert sum(clf.tracked()) == 0
+    assert not clf._flow_wheel
+
+
+def test_expectation_expiry_and_renewal():
+    clf = Classifier()
+    clf.expect(Expectation("udp", "198.51.100.7", 40000, "rtp", "voip", "app", 50.0))
+    clf.expect(Expectation("udp", "198.51.100.7", 40002, "rtp", "voip", "app", 50.0))
+    clf.expect(Expectation("udp", "198.51.100.7", 40002, "rtp", "voip", "app", 500.0))  # renewed
+    clf.expire(60.0)
+    assert set(clf._expect) == {("udp", "198.51.100.7", 40002)}
+    lab = clf.feed(udp(b"\x80" * 20, 50000, 40002, src="203.0.113.9", dst="198.51.100.7",
+                       ts=61.0))
+    assert lab is not None and lab.reason == "sdp-expected"
+    clf.expire(501.0)
+    assert not clf._expect
+
+
+def test_port_rows_are_the_rows_a_linear_scan_would_try():
+    rnd = random.Random(5)
+    for mod in (netproto, appsigs):
+        ports = {p for rows in mod._BY_L4.values() for r in rows if r[2] for p in r[2]}
+        cands = sorted(ports) + [rnd.randrange(1, 65536) for _ in range(50)]
+        for l4, rows in mod._BY_L4.items():
+            for _ in range(300):
+                pp = (rnd.choice(cands), rnd.choice(cands))
+                want = [r for r in rows if r[2] is None or pp[0] in r[2] or pp[1] in r[2]]
+                assert list(mod._rows(l4, pp)) == want, (mod.__name__, l4, pp)
+
+
+def test_parse_memos_follow_the_message_not_its_address():
+    a = invite("tel:+14155550123")
+    b = invite("sip:alice@example.org")
+    assert sip.call_kind(a) == "pstn" and sip.call_kind(b) == "app"
+    assert sip.call_kind(bytes(bytearray(a))) == "pstn"
+    assert sip.headers(a) is sip.headers(a)
+    assert dns.parse_message(DNS_QUERY)[1] == b"www.example.com"
+    assert dns.parse_message(DNS_ANSWER)[0] >> 15 == 1
+    assert dns.parse_message(b"\x00" * 5) is None
+
+
+def test_integer_prefix_match_agrees_with_ipaddress():
+    t = _PrefixTable()
+    extra = {"10.0.0.0/8": "a", "10.1.0.0/16": "b", "10.1.2.0/24": "c", "2001:db8::/32": "d",
+             "2001:db8:1::/48": "e"}
+    for cidr, app in {**VENDOR_PREFIXES, **extra}.items():
+        t.add(cidr, app)
+
+    def linear(addr: str):
+        ip = ipaddress.ip_address(addr)
+        return next((app for net, app in t.nets if ip.version == net.version and ip in net), None)
+
+    rnd = random.Random(3)
+    for cidr in [*VENDOR_PREFIXES, *extra]:
+        net = ipaddress.ip_network(cidr)
+        for _ in range(50):
+            inside = net.network_address + rnd.randrange(net.num_addresses)
+            outside = ipaddress.ip_address(rnd.getrandbits(net.max_prefixlen))
+            for addr in (str(inside), str(outside)):
+                assert t.lookup(addr) == linear(addr) == t.lookup(addr), addr
+    assert t.lookup("not-an-address") is None
+    k = HostKnowledge()
+    assert k.app_for_addr("91.108.4.1") == ("telegram", "vendor-range")
+
+
+def test_prefix_cache_is_bounded():
+    t = _PrefixTable()
+    t.CACHE_MAX = 100
+    t.add("10.0.0.0/8", "a")
+    for i in range(1000):
+        t.lookup(f"10.0.{i // 256}.{i % 256}")
+    assert len(t.cache) == 100
+    assert t.lookup("10.0.3.231") == "a"
+
+
+def test_flow_helpers_unchanged():
+    f = Flow(key=FlowKey("udp", CLIENT, 1, SERVER, 2), first_ts=0.0, last_ts=0.0)
+    assert f.ports() == (1, 2)
