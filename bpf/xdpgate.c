@@ -307,12 +307,16 @@ static __always_inline int xg_enter(struct xg_stage *st)
 	return st->pol && st->sc ? 0 : -1;
 }
 
+static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, __u64 bytes);
+
 /* One IP level at `off`: the IP header, the L4 header and, if one is to be opened, the
  * tunnel header. Ends in a tail call: xdpgate_level for the inner packet of a tunnel,
  * xdpgate_decide otherwise (or an exit for what is not decided by the rules). */
-static __always_inline int xg_level(struct xdp_md *ctx, struct xg_scratch *sc,
-				    struct xg_policy *pol, __u32 lvl, __u32 off, __u64 bytes)
+static __always_inline int xg_level(struct xdp_md *ctx, struct xg_stage *st, __u32 lvl,
+				    __u32 off, __u64 bytes)
 {
+	struct xg_scratch *sc = st->sc;
+	struct xg_policy *pol = st->pol;
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	if (off > XG_MAX_HDR_OFF || lvl > XG_TUNNEL_DEPTH)
@@ -340,8 +344,7 @@ static __always_inline int xg_level(struct xdp_md *ctx, struct xg_scratch *sc,
 	}
 	if (sc->p.frag_later)
 		return xg_exit(act_verdict(pol->frag_action), XG_R_FRAGMENT, bytes);
-	progs.call(ctx, XG_PROG_DECIDE);
-	return xg_exit(XG_V_PASS, XG_R_INTERNAL, bytes);
+	return xg_decide(ctx, st, bytes);
 }
 
 /* Stage 1: Ethernet and VLAN tags, then the outermost IP level. */
@@ -366,7 +369,7 @@ int xdpgate_main(struct xdp_md *ctx)
 	sc->p.l2_off = c.pos - data;
 	sc->et = et;
 	sc->lvl = 0;
-	return xg_level(ctx, sc, st.pol, 0, sc->p.l2_off, bytes);
+	return xg_level(ctx, &st, 0, sc->p.l2_off, bytes);
 }
 
 /* Stage 1b: the packet inside a tunnel (one level per run). */
@@ -376,22 +379,16 @@ int xdpgate_level(struct xdp_md *ctx)
 	struct xg_stage st;
 	if (xg_enter(&st))
 		return XDP_PASS;
-	return xg_level(ctx, st.sc, st.pol, st.sc->lvl, st.sc->off, bytes);
+	return xg_level(ctx, &st, st.sc->lvl, st.sc->off, bytes);
 }
 
 /* Stage 2: flow, class, decision. Runs on the parse results left in scratch. */
-int xdpgate_decide(struct xdp_md *ctx)
+static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, __u64 bytes)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	__u64 bytes = data_end - data;
-	struct xg_stage st;
-	if (xg_enter(&st))
-		return XDP_PASS;
-	struct xg_config *cfg = st.cfg;
-	struct xg_policy *pol = st.pol;
-	struct xg_scratch *sc = st.sc;
-	__u32 bank = st.bank;
+	struct xg_config *cfg = stp->cfg;
+	struct xg_policy *pol = stp->pol;
+	struct xg_scratch *sc = stp->sc;
+	__u32 bank = stp->bank;
 #define p (sc->p)
 #define key (sc->key)
 
@@ -601,4 +598,14 @@ int xdpgate_decide(struct xdp_md *ctx)
 	return xg_exit(XG_V_PASS, reason, bytes);
 #undef p
 #undef key
+}
+
+/* Stage 2 as a program of its own (kept for tools that tail-call it directly). */
+int xdpgate_decide(struct xdp_md *ctx)
+{
+	__u64 bytes = (void *)(long)ctx->data_end - (void *)(long)ctx->data;
+	struct xg_stage st;
+	if (xg_enter(&st))
+		return XDP_PASS;
+	return xg_decide(ctx, &st, bytes);
 }
