@@ -68,7 +68,7 @@ class Sender:
                            / UDP(sport=10000, dport=9, chksum=0) / (b"\0" * pad))
         sport_off = 14 + 20
         self.prog = C.BareProg(text=SENDER_C, fn="gen", cflags=[
-            f"-DSPORT_OFF={sport_off}", f"-DBASE_PORT=10000", f"-DNFLOWS={flows}",
+            f"-DSPORT_OFF={sport_off}", "-DBASE_PORT=10000", f"-DNFLOWS={flows}",
             f"-DOUT_IFINDEX={self.ifindex}"])
 
     def sent(self) -> int:

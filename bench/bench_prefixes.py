@@ -83,7 +83,7 @@ def time_nft(ns: str, lines: list[str], tag: str, timeout: float) -> float | Non
     text = (f"table inet {table} {{\n"
             f"  set s4 {{ type ipv4_addr; flags interval; auto-merge; elements = {{ "
             + ", ".join(v4) + " } }\n"
-            f"  set s6 {{ type ipv6_addr; flags interval; auto-merge; elements = {{ "
+            "  set s6 { type ipv6_addr; flags interval; auto-merge; elements = { "
             + ", ".join(v6) + " } }\n}\n")
     with tempfile.NamedTemporaryFile("w", suffix=".nft", delete=False) as f:
         f.write(text)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, compile as comp, layout, loader, observe
+from . import __version__, compile as comp, loader, observe
 from . import policy as pol
 from .apply import Applier
 from .errors import XgError
