@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import IO, Iterator
 
 from .engine import Classifier
-from .packet import FlowKey, Packet, parse_ip
+from .packet import Packet, parse_ip
 
 MAX_TUNNEL_DEPTH = 2
 GTPU_PORT = 2152

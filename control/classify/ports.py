@@ -42,7 +42,7 @@ PORTS: dict[tuple[str, int], str] = {
     ("tcp", 30303): "ethereum", ("udp", 30303): "ethereum", ("tcp", 22000): "syncthing",
     ("udp", 21027): "syncthing", ("tcp", 5938): "teamviewer", ("udp", 5938): "teamviewer",
     ("tcp", 7070): "anydesk", ("udp", 8801): "zoom", ("udp", 8802): "zoom",
-    ("udp", 3544): "teredo", ("udp", 4789): "vxlan", ("udp", 2152): "gtp-u",
+    ("udp", 4789): "vxlan", ("udp", 2152): "gtp-u",
     ("udp", 2123): "gtp-c", ("udp", 1701): "l2tp", ("udp", 1645): "radius",
     ("udp", 1646): "radius", ("udp", 427): "slp", ("tcp", 502): "modbus",
     ("tcp", 20000): "dnp3", ("udp", 47808): "bacnet", ("tcp", 2404): "iec60870",
