@@ -66,6 +66,9 @@ class Applier:
     classes: dict[frozenset[str], int] = field(default_factory=dict)
     # per-rule hits of banks no longer active, by rule name
     retired_hits: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # rule names of a bank whose contents are not known (adopted maps): the controller
+    # knows which policy was running
+    adopted_names: dict[int, list[str]] = field(default_factory=dict)
 
     def assume_empty(self) -> None:
         """The maps were just created: both banks are known to be empty (no read-back)."""
@@ -96,7 +99,6 @@ class Applier:
     # ---- reading a bank back (after adoption or a failed apply) -----------
     def read_bank(self, bank: int) -> BankState:
         s = self.sizes
-        w = s.rule_words
         pol = self.maps["policy"].get(ct.c_uint32(bank)) or layout.Policy()
         header = {k: getattr(pol, k) for k in ("default_action", "frag_action", "unparsed_action",
                                                 "tunnels", "flow_first", "nrules")}
@@ -132,8 +134,7 @@ class Applier:
                 v = self.maps[name].get(k)
                 if v is not None:
                     lpm[(ver, int.from_bytes(bytes(k.addr), "big"), k.prefixlen - 8)] = v.value
-        names = [""] * len(rules)
-        del w
+        names = [""] * len(rules)  # rule names are not in the maps; the controller knows them
         return BankState(header, rules, names, fb, pb, ac, tid, lpm)
 
     # ---- apply -------------------------------------------------------------
@@ -167,6 +168,7 @@ class Applier:
         """Fold the per-rule hits of a bank about to be rewritten into the totals, zero them."""
         m = self.maps["rule_hits"]
         st = self.banks[bank]
+        names = st.rule_names if st is not None else self.adopted_names.pop(bank, [])
         base = bank * (self.sizes.rule_max + 1)
         zero = (layout.Counter * m.ncpu)()
         for slot in range(self.sizes.rule_max + 1):
@@ -175,8 +177,8 @@ class Applier:
                 continue
             pk, by = m.sum(v)
             if pk or by:
-                if st is not None and slot < len(st.rule_names) and st.rule_names[slot]:
-                    name = st.rule_names[slot]
+                if slot < len(names) and names[slot]:
+                    name = names[slot]
                     a, b = self.retired_hits.get(name, (0, 0))
                     self.retired_hits[name] = (a + pk, b + by)
                 m.set(ct.c_uint32(base + slot), zero)

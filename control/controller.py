@@ -93,6 +93,14 @@ class Controller:
         self.applier = Applier(self.filter.maps)
         if not self.filter.adopted:
             self.applier.assume_empty()
+        elif self.state.policy_file.exists():
+            # the running filter counted its rules by the last policy we persisted
+            try:
+                running = pol.load_file(self.state.policy_file)
+                self.applier.adopted_names[self.applier.active_bank()] = [
+                    r.name for r in running.rules]
+            except PolicyError:
+                pass  # only the rule names of old counters are lost
         try:
             self._commit(policy, actor="startup", what="start", persist=True, bump=True)
             self.applier.write_config(sample_pkts=c.sample_pkts if c.classify else 0,

@@ -15,7 +15,6 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -272,7 +271,3 @@ def detach(ifname: str, netns: str | None = None, *, only_ours: bool = True) -> 
     flags = {"native": XDP_FLAGS_DRV_MODE, "skb": XDP_FLAGS_SKB_MODE}.get(mode, 0)
     _set_xdp(ifindex, -1, flags, netns)
     return True
-
-
-def which() -> str | None:
-    return shutil.which("bpftool")
