@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from .base import GIVE_UP, Flow, Label, Spec, app_label
+from .base import Flow, GIVE_UP, Label, PortRows, Spec, app_label
 
 SPEC = Spec("appsigs", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=4,
             priority=46)
@@ -455,34 +455,8 @@ for _row in TABLE:
         _BY_L4[_l4].append(_row)
 
 
-# l4 -> rows with no port set; (l4, port) -> rows for that port; both in table order
-_ANY_PORT: dict[str, list[tuple[int, tuple]]] = {"udp": [], "tcp": []}
-_BY_PORT: dict[tuple[str, int], list[tuple[int, tuple]]] = {}
-for _l4, _rows in _BY_L4.items():
-    for _i, _row in enumerate(_rows):
-        if _row[2] is None:
-            _ANY_PORT[_l4].append((_i, _row))
-        else:
-            for _p in _row[2]:
-                _BY_PORT.setdefault((_l4, _p), []).append((_i, _row))
-_ROWS_CACHE: dict[tuple[str, int, int], tuple] = {}
-
-
-def _rows(l4: str, ports: tuple[int, int]) -> tuple:
-    """The rows of ``_BY_L4[l4]`` whose port set is None or holds one of ``ports``, in order."""
-    k = (l4, ports[0], ports[1])
-    rows = _ROWS_CACHE.get(k)
-    if rows is None:
-        a = _BY_PORT.get((l4, ports[0]), ())
-        b = _BY_PORT.get((l4, ports[1]), ()) if ports[1] != ports[0] else ()
-        if not a and not b:
-            rows = tuple(r for _, r in _ANY_PORT[l4])
-        else:
-            rows = tuple(r for _, r in sorted(dict((*_ANY_PORT[l4], *a, *b)).items()))
-        if len(_ROWS_CACHE) > 4096:
-            _ROWS_CACHE.clear()
-        _ROWS_CACHE[k] = rows
-    return rows
+# the rows a flow's ports can match, in table order
+_rows = PortRows(_BY_L4).rows
 
 
 def match(flow: Flow, ctx) -> Label | None:

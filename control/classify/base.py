@@ -135,3 +135,38 @@ def app_label(app: str, reason: str, confidence: float, *, l4: str = "tcp",
 def voip_label(app: str, reason: str, confidence: float, call: str = "none") -> Label:
     """A call-traffic label: the category is voip whatever the app's usual category."""
     return Label(app, "voip", confidence, reason, call)
+
+
+class PortRows:
+    """Rows of a signature table (``(app, l4, ports or None, check, confidence)`` per L4)
+    that a flow's ports can match, in table order: the rows without a port set plus the
+    rows naming one of the two ports. Computed once per port pair, not per packet."""
+
+    def __init__(self, by_l4: dict[str, list[tuple]]) -> None:
+        self._any: dict[str, list[tuple[int, tuple]]] = {}
+        self._by_port: dict[tuple[str, int], list[tuple[int, tuple]]] = {}
+        for l4, rows in by_l4.items():
+            self._any.setdefault(l4, [])
+            for i, row in enumerate(rows):
+                if row[2] is None:
+                    self._any[l4].append((i, row))
+                else:
+                    for port in row[2]:
+                        self._by_port.setdefault((l4, port), []).append((i, row))
+        self._cache: dict[tuple[str, int, int], tuple] = {}
+
+    def rows(self, l4: str, ports: tuple[int, int]) -> tuple:
+        k = (l4, ports[0], ports[1])
+        rows = self._cache.get(k)
+        if rows is None:
+            a = self._by_port.get((l4, ports[0]), ())
+            b = self._by_port.get((l4, ports[1]), ()) if ports[1] != ports[0] else ()
+            anyp = self._any.get(l4, [])
+            if not a and not b:
+                rows = tuple(r for _, r in anyp)
+            else:
+                rows = tuple(r for _, r in sorted(dict((*anyp, *a, *b)).items()))
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[k] = rows
+        return rows
