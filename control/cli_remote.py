@@ -33,6 +33,10 @@ Url = Annotated[str | None, typer.Option("--url", envvar="XDPGATE_URL",
 StateDirOpt = Annotated[Path | None, typer.Option(
     "--state-dir", envvar="XDPGATE_STATE_DIR",
     help="where the tokens are [default: /var/lib/xdpgate]")]
+Pinned = Annotated[bool, typer.Option(
+    help="read the running filter's pinned maps directly (root, no API)")]
+Instance = Annotated[str, typer.Option(help="with --pinned: the filter's instance name")]
+Netns = Annotated[str | None, typer.Option(help="with --pinned: the filter's network namespace")]
 TokenFile = Annotated[Path | None, typer.Option("--token-file", help="file holding the token")]
 CaCert = Annotated[Path | None, typer.Option("--cacert", help="CA bundle for an https URL")]
 MATCH_INT_KEYS = ("proto", "tunnel_id", "src_port", "dst_port", "port")
@@ -282,22 +286,16 @@ def register(app: typer.Typer) -> None:
         sort: Annotated[str, typer.Option(help="bytes, packets, age or idle")] = "bytes",
         url: Url = None, state_dir: StateDirOpt = None, token_file: TokenFile = None,
         cacert: CaCert = None,
-        pinned: Annotated[bool, typer.Option(help="read the running filter's pinned maps "
-                                             "directly (root, no API)")] = False,
-        instance: Annotated[str, typer.Option(help="with --pinned: instance")] = "default",
-        netns: Annotated[str | None, typer.Option(help="with --pinned: namespace")] = None,
+        pinned: Pinned = False, instance: Instance = "default", netns: Netns = None,
     ) -> None:
         """Show live flows, both directions, with class and verdict."""
         if pinned:
             from . import observe
 
-            ms = observe.pinned_maps(instance, netns)
-            try:
+            with observe.pinned_maps(instance, netns) as ms:
                 rows = observe.flows(ms, app=app_, category=category, ip=ip, port=port,
                                      verdict=verdict, sort=sort, limit=top,
                                      rule_names=_local_rule_names(state_dir))
-            finally:
-                ms.close()
         else:
             with _client(url, state_dir, token_file, cacert) as c:
                 rows = c.flows(app=app_, category=category, ip=ip, port=port, verdict=verdict,
@@ -316,21 +314,14 @@ def register(app: typer.Typer) -> None:
     @app.command("stats", epilog="Example: xdpgate stats --url http://127.0.0.1:8080")
     @_fails_cleanly
     def stats_cmd(url: Url = None, state_dir: StateDirOpt = None, token_file: TokenFile = None,
-                  cacert: CaCert = None,
-                  pinned: Annotated[bool, typer.Option(help="read the running filter's pinned "
-                                                       "maps directly (root, no API)")] = False,
-                  instance: Annotated[str, typer.Option(help="with --pinned: instance")] = "default",
-                  netns: Annotated[str | None, typer.Option(help="with --pinned: namespace")] = None,
-                  ) -> None:
+                  cacert: CaCert = None, pinned: Pinned = False, instance: Instance = "default",
+                  netns: Netns = None) -> None:
         """Show counters by verdict, reason, rule, app and category."""
         if pinned:
             from . import observe
 
-            ms = observe.pinned_maps(instance, netns)
-            try:
+            with observe.pinned_maps(instance, netns) as ms:
                 s = observe.pinned_stats(ms, _local_rule_names(state_dir) or [])
-            finally:
-                ms.close()
         else:
             with _client(url, state_dir, token_file, cacert) as c:
                 s = c.stats()

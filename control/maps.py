@@ -154,6 +154,12 @@ class MapSet:
         for m in self.maps.values():
             m.close()
 
+    def __enter__(self) -> MapSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @staticmethod
     def types(sizes: Sizes) -> dict[str, tuple[Any, Any]]:
         w = sizes.rule_words
