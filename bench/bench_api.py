@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import secrets
 import socket
 import statistics
@@ -183,50 +182,6 @@ def analyse_latency(calls: list[tuple[int, int, int, int]], sent: list[int], got
 
 
 # ---- (b) set upload ----------------------------------------------------------------------
-
-def unique_name(tag: str) -> str:
-    return f"xgb{os.getpid()}{tag}"[:31]
-
-
-def time_ipset(ns: str, lines: list[str]) -> float:
-    n4, n6 = unique_name("a4"), unique_name("a6")
-    maxelem = max(65536, len(lines) * 2)
-    script = [f"create {n4} hash:net family inet maxelem {maxelem} hashsize 1048576",
-              f"create {n6} hash:net family inet6 maxelem {maxelem} hashsize 1048576"]
-    script += [f"add {n6 if ':' in s else n4} {s}" for s in lines]
-    text = "\n".join(script) + "\n"
-    try:
-        t0 = time.perf_counter()
-        C.sh("ip", "netns", "exec", ns, "ipset", "restore", input=text)
-        return time.perf_counter() - t0
-    finally:
-        for n in (n4, n6):
-            C.sh("ip", "netns", "exec", ns, "ipset", "destroy", n, check=False)
-
-
-def time_nft(ns: str, lines: list[str], timeout: float) -> float | None:
-    table = unique_name("an")
-    v4 = [s for s in lines if ":" not in s]
-    v6 = [s for s in lines if ":" in s]
-    text = (f"table inet {table} {{\n"
-            f"  set s4 {{ type ipv4_addr; flags interval; auto-merge; elements = {{ "
-            + ", ".join(v4) + " } }\n"
-            "  set s6 { type ipv6_addr; flags interval; auto-merge; elements = { "
-            + ", ".join(v6) + " } }\n}\n")
-    with tempfile.NamedTemporaryFile("w", suffix=".nft", delete=False) as f:
-        f.write(text)
-        path = f.name
-    try:
-        t0 = time.perf_counter()
-        C.sh("ip", "netns", "exec", ns, "timeout", str(int(timeout)), "nft", "-f", path)
-        return time.perf_counter() - t0
-    except Exception as e:
-        C.log(f"nft -f failed or timed out: {str(e)[:200]}")
-        return None
-    finally:
-        os.unlink(path)
-        C.sh("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", table, check=False)
-
 
 # ---- (c) read load -----------------------------------------------------------------------
 
@@ -384,9 +339,9 @@ def main() -> None:
             cnt = cli.put_set("big", text)
             up_s = time.perf_counter() - t
             C.log(f"  PUT /api/v1/sets/big (text/plain, rule uses it): {up_s:.2f} s, count {cnt}")
-            ipset_s = time_ipset(lab.gw_ns, lines)
+            ipset_s = C.time_ipset(lab.gw_ns, lines, "a")
             C.log(f"  ipset restore (hash:net inet+inet6): {ipset_s:.2f} s")
-            nft_s = None if args.no_nft else time_nft(lab.gw_ns, lines, args.nft_timeout)
+            nft_s = None if args.no_nft else C.time_nft(lab.gw_ns, lines, "an", args.nft_timeout)
             if nft_s is not None:
                 C.log(f"  nft -f (interval sets, auto-merge): {nft_s:.2f} s")
             t = time.perf_counter()

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,58 +45,6 @@ def time_xdpgate(p: C.Policy, policy: pol.Policy, text: str) -> dict[str, float]
     p.ap.apply(wanted)
     t3 = time.perf_counter()
     return {"parse": t1 - t0, "compile": t2 - t1, "apply": t3 - t2, "total": t3 - t0}
-
-
-def time_ipset(ns: str, lines: list[str], tag: str) -> float:
-    n4, n6 = unique_set(tag + "4"), unique_set(tag + "6")
-    maxelem = max(65536, len(lines) * 2)
-    script = [f"create {n4} hash:net family inet maxelem {maxelem} hashsize 1048576",
-              f"create {n6} hash:net family inet6 maxelem {maxelem} hashsize 1048576"]
-    script += [f"add {n6 if ':' in s else n4} {s}" for s in lines]
-    text = "\n".join(script) + "\n"
-    try:
-        t0 = time.perf_counter()
-        subprocess.run(["ip", "netns", "exec", ns, "ipset", "restore"], input=text, text=True,
-                       check=True, capture_output=True)
-        dt = time.perf_counter() - t0
-        out = subprocess.run(["ip", "netns", "exec", ns, "ipset", "list", "-t", n4], text=True,
-                             check=True, capture_output=True).stdout
-        n = [ln for ln in out.splitlines() if ln.startswith("Number of entries")]
-        C.log(f"ipset {n4}: {n[0] if n else '?'}")
-        return dt
-    finally:
-        for n in (n4, n6):
-            subprocess.run(["ip", "netns", "exec", ns, "ipset", "destroy", n], check=False,
-                           capture_output=True)
-
-
-def unique_set(tag: str) -> str:
-    return f"xgb{os.getpid()}{tag}"[:31]
-
-
-def time_nft(ns: str, lines: list[str], tag: str, timeout: float) -> float | None:
-    table = unique_set(tag)
-    v4 = [s for s in lines if ":" not in s]
-    v6 = [s for s in lines if ":" in s]
-    text = (f"table inet {table} {{\n"
-            f"  set s4 {{ type ipv4_addr; flags interval; auto-merge; elements = {{ "
-            + ", ".join(v4) + " } }\n"
-            "  set s6 { type ipv6_addr; flags interval; auto-merge; elements = { "
-            + ", ".join(v6) + " } }\n}\n")
-    with tempfile.NamedTemporaryFile("w", suffix=".nft", delete=False) as f:
-        f.write(text)
-        path = f.name
-    try:
-        t0 = time.perf_counter()
-        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", path], check=True,
-                       capture_output=True, text=True, timeout=timeout)
-        return time.perf_counter() - t0
-    except subprocess.TimeoutExpired:
-        return None
-    finally:
-        os.unlink(path)
-        subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", table],
-                       check=False, capture_output=True)
 
 
 def main() -> None:
@@ -130,11 +76,11 @@ def main() -> None:
             ctl = C.Policy(flt)  # one applier, as in the running controller
             xg = time_xdpgate(ctl, policy, text)
             C.log("xdpgate: " + ", ".join(f"{k} {v:.2f}s" for k, v in xg.items()))
-            ips = time_ipset(lab.ns_a, lines, "p")
+            ips = C.time_ipset(lab.ns_a, lines, "p")
             C.log(f"ipset restore (hash:net): {ips:.2f}s")
             nft = None
             if not args.no_nft:
-                nft = time_nft(lab.ns_a, lines, "n", args.nft_timeout)
+                nft = C.time_nft(lab.ns_a, lines, "n", args.nft_timeout)
                 C.log(f"nft -f (interval sets): {nft:.2f}s" if nft is not None else
                       f"nft -f (interval sets): did not finish in {args.nft_timeout:.0f}s")
             # the second bank: an apply of the same policy diffs against the other bank, which

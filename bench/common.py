@@ -22,6 +22,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -371,3 +372,51 @@ def flow_key(src: str, dst: str, sport: int, dport: int, proto: int, tun_type: i
 
 def _hton16(v: int) -> int:
     return int.from_bytes(v.to_bytes(2, "big"), "little")
+
+
+# ---- the baselines: ipset and nftables sets of the same prefixes -------------------------
+
+def unique_set(tag: str) -> str:
+    return f"xgb{os.getpid()}{tag}"[:31]
+
+
+def time_ipset(ns: str, lines: list[str], tag: str) -> float:
+    """Seconds for `ipset restore` of the prefixes into two hash:net sets (v4, v6) in `ns`."""
+    n4, n6 = unique_set(tag + "4"), unique_set(tag + "6")
+    maxelem = max(65536, len(lines) * 2)
+    script = [f"create {n4} hash:net family inet maxelem {maxelem} hashsize 1048576",
+              f"create {n6} hash:net family inet6 maxelem {maxelem} hashsize 1048576"]
+    script += [f"add {n6 if ':' in s else n4} {s}" for s in lines]
+    text = "\n".join(script) + "\n"
+    try:
+        t0 = time.perf_counter()
+        sh("ip", "netns", "exec", ns, "ipset", "restore", input=text)
+        return time.perf_counter() - t0
+    finally:
+        for n in (n4, n6):
+            sh("ip", "netns", "exec", ns, "ipset", "destroy", n, check=False)
+
+
+def time_nft(ns: str, lines: list[str], tag: str, timeout: float) -> float | None:
+    """Seconds for `nft -f` of the prefixes as two interval sets in `ns`; None on timeout."""
+    table = unique_set(tag)
+    v4 = [s for s in lines if ":" not in s]
+    v6 = [s for s in lines if ":" in s]
+    text = (f"table inet {table} {{\n"
+            f"  set s4 {{ type ipv4_addr; flags interval; auto-merge; elements = {{ "
+            + ", ".join(v4) + " } }\n"
+            "  set s6 { type ipv6_addr; flags interval; auto-merge; elements = { "
+            + ", ".join(v6) + " } }\n}\n")
+    with tempfile.NamedTemporaryFile("w", suffix=".nft", delete=False) as f:
+        f.write(text)
+        path = f.name
+    try:
+        t0 = time.perf_counter()
+        sh("ip", "netns", "exec", ns, "timeout", str(int(timeout)), "nft", "-f", path)
+        return time.perf_counter() - t0
+    except Exception as e:
+        log(f"nft -f failed or timed out: {str(e)[:200]}")
+        return None
+    finally:
+        os.unlink(path)
+        sh("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", table, check=False)
