@@ -15,7 +15,6 @@ Every bench is run as root with the project's venv:
 
 from __future__ import annotations
 
-import contextlib
 import ctypes as ct
 import os
 import random
@@ -24,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +36,12 @@ from xdpgate.control import compile as comp  # noqa: E402
 from xdpgate.control import policy as pol  # noqa: E402
 from xdpgate.control import sets as xsets  # noqa: E402
 from xdpgate.control.apply import Applier  # noqa: E402
+from xdpgate.control.lab import netns_socket  # noqa: E402
 
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 0, 1, 2, 3, 4
 XDP_FLAGS_DRV_MODE = 4
-CLONE_NEWNET = 0x40000000
 BPF_F_TEST_XDP_LIVE_FRAMES = 2
 
-_libc = ct.CDLL(None, use_errno=True)
 
 
 def log(*a: Any) -> None:
@@ -155,21 +152,9 @@ def attach_fd(ns: str, dev: str, fd: int, flags: int = XDP_FLAGS_DRV_MODE) -> No
                  IFLA_XDP={"attrs": [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", flags)]})
 
 
-@contextlib.contextmanager
-def in_netns(ns: str) -> Iterator[None]:
-    """Run the calling thread inside a namespace for a while (for BPF calls that look up
-    devices in the caller's namespace, e.g. live-frame test runs redirecting to a veth)."""
-    here = os.open("/proc/self/ns/net", os.O_RDONLY)
-    there = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
-    try:
-        if _libc.setns(there, CLONE_NEWNET) != 0:
-            raise OSError(ct.get_errno(), f"setns {ns}")
-        yield
-    finally:
-        if _libc.setns(here, CLONE_NEWNET) != 0:  # must not stay in the lab namespace
-            raise OSError(ct.get_errno(), "setns back to the original namespace")
-        os.close(there)
-        os.close(here)
+# run the calling thread inside a namespace for a while (sockets; live-frame test runs
+# that redirect to a veth look devices up in the caller's namespace)
+in_netns = netns_socket
 
 
 # ---- programs ---------------------------------------------------------------

@@ -142,7 +142,8 @@ class Lab:
 
 @contextlib.contextmanager
 def netns_socket(ns: str):
-    """Run the enclosed code with this thread in network namespace `ns` (for sockets)."""
+    """Run the enclosed code with this thread in network namespace `ns` (sockets opened
+    inside stay there; so do BPF calls that look up devices by the caller's namespace)."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -154,6 +155,8 @@ def netns_socket(ns: str):
             raise OSError(ctypes.get_errno(), f"setns {ns}")
         yield
     finally:
-        libc.setns(orig, CLONE_NEWNET)
+        back = libc.setns(orig, CLONE_NEWNET)
         os.close(orig)
         os.close(target)
+        if back != 0:  # the thread must not stay in the lab's namespace
+            raise OSError(ctypes.get_errno(), "setns back to the original namespace")

@@ -8,6 +8,8 @@ packets of a flow it may look at and its priority (lower runs first).
 
 from __future__ import annotations
 
+import struct
+
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -170,3 +172,14 @@ class PortRows:
                 self._cache.clear()
             self._cache[k] = rows
         return rows
+
+    def first(self, l4: str, ports: tuple[int, int], payload: bytes) -> tuple[str, float] | None:
+        """(app, confidence) of the first row whose check accepts the payload."""
+        for app, _l4, _pset, check, conf in self.rows(l4, ports):
+            try:
+                ok = check(payload)
+            except (IndexError, struct.error):
+                ok = False
+            if ok:
+                return app, conf
+        return None

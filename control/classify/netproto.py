@@ -214,7 +214,8 @@ for _row in TABLE:
 
 
 # the rows a flow's ports can match, in table order
-_rows = PortRows(_BY_L4).rows
+_TABLE = PortRows(_BY_L4)
+_rows = _TABLE.rows
 
 
 def match(flow: Flow, ctx) -> Label | None:
@@ -225,13 +226,9 @@ def match(flow: Flow, ctx) -> Label | None:
     if not pl:
         return None
     ports = flow.ports()
-    for app, _l4, pset, check, conf in _rows(l4, ports):
-        try:
-            ok = check(pl)
-        except (IndexError, struct.error):
-            ok = False
-        if ok:
-            return app_label(app, f"{app}-header", conf, l4=l4)
+    hit = _TABLE.first(l4, ports, pl)
+    if hit is not None:
+        return app_label(hit[0], f"{hit[0]}-header", hit[1], l4=l4)
     if l4 == "tcp" and (139 in ports or 445 in ports):
         v = _smb(pl)
         if v:
