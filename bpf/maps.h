@@ -38,6 +38,9 @@ XG_MAP("hash", struct xg_tunid_key, struct xg_bits, tunid, 2048, 0);
 XG_MAP("lpm_trie", struct xg_lpm4_key, u32, lpm4, XG_LPM4_MAX, BPF_F_NO_PREALLOC);
 /* IPv6 prefixes -> address class; controller */
 XG_MAP("lpm_trie", struct xg_lpm6_key, u32, lpm6, XG_LPM6_MAX, BPF_F_NO_PREALLOC);
+/* address hint bits, ((bank * 2 + is_v6) * XG_HINT_WORDS + slot / 64): the tries are only
+ * walked for addresses whose bit is set; controller */
+XG_MAP("array", u32, u64, addrhint, 4 * XG_HINT_WORDS, 0);
 /* the flow table; data path (class fields copied from the mailbox) */
 XG_MAP("lru_hash", struct xg_flow_key, struct xg_flow, flows, XG_FLOW_MAX, 0);
 /* labels for flows, taken by the flow's next packet; controller writes, data path deletes */

@@ -99,17 +99,29 @@ static __always_inline struct xg_bits *fb(__u32 bank, __u32 idx)
 	return fieldbits.lookup(&k);
 }
 
+/* 0 when no set prefix can hold the address: its hint bit is clear. */
+static __always_inline int hint_may(__u32 bank, __u32 v6, __u32 slot)
+{
+	__u32 k = (bank * 2 + v6) * XG_HINT_WORDS + (slot >> 6);
+	__u64 *w = addrhint.lookup(&k);
+	return w && ((*w >> (slot & 63)) & 1);
+}
+
 /* Address class of an address (0 when it is in no set). */
 static __always_inline __u32 addr_class(struct xg_scratch *sc, __u32 bank, __u32 *a)
 {
 	__u32 *v;
 	if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff)) {
+		if (!hint_may(bank, 0, bpf_ntohl(a[3]) >> (32 - XG_HINT_BITS)))
+			return 0;
 		struct xg_lpm4_key *k = &sc->k4;
 		k->prefixlen = 8 + 32;
 		k->bank = bank;
 		__builtin_memcpy(k->addr, &a[3], 4);
 		v = lpm4.lookup(k);
 	} else {
+		if (!hint_may(bank, 1, (__u32)(bpf_ntohl(a[0]) * XG_HINT_MUL) >> (32 - XG_HINT_BITS)))
+			return 0;
 		struct xg_lpm6_key *k = &sc->k6;
 		k->prefixlen = 8 + 128;
 		k->bank = bank;
@@ -421,6 +433,7 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 	/* the coarse clock is enough for flow ages, expectations and the heartbeat */
 	__u64 now = bpf_ktime_get_coarse_ns();
 	struct xg_flow *f = flows.lookup(&key);
+	int fresh = !f;
 	if (!f) {
 		struct xg_flow *nfp = &sc->nf;
 		__builtin_memset(nfp, 0, sizeof(*nfp));
@@ -484,7 +497,7 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 	if (p.proto == IPPROTO_TCP)
 		f->tcp_flags[dir & 1] |= p.tcp_flags;
 
-	if (!(f->flags & XG_FF_CLASSIFIED)) {
+	if (!fresh && !(f->flags & XG_FF_CLASSIFIED)) { /* no label can wait for a new flow */
 		struct xg_class *cl = mailbox.lookup(&key);
 		if (cl) {
 			f->app = cl->app;

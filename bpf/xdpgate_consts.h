@@ -58,6 +58,12 @@
 #define XG_PORT_NONE 65536
 #define XG_RULE_NONE 0xffff /* "no rule matched": the default action */
 
+/* Address hint (control/addrhint.py builds it): one bit per IPv4 /24 and per hashed IPv6
+ * /32, per bank and family, set where some set prefix may hold the address */
+#define XG_HINT_BITS 24
+#define XG_HINT_WORDS (1 << (XG_HINT_BITS - 6)) /* u64 words per bank and family */
+#define XG_HINT_MUL 0x9E3779B1 /* IPv6: slot = (first 32 bits * MUL) mod 2^32 >> 8 */
+
 /* Actions a rule, the default or the controller can ask for (policy encoding). */
 enum xg_action {
 	XG_ACT_ALLOW = 0,

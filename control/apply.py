@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import layout
+from . import addrhint, layout
 from .compile import ROLES, Wanted
 from .errors import XgError
 from .maps import MapSet
@@ -51,10 +51,11 @@ class BankState:
     addrclass: dict[int, tuple[int, ...]]
     tunid: dict[int, int]
     lpm: dict[tuple[int, int, int], int]
+    hint: bytes | None = None  # the bank's address hint; None: not known (rewrite it all)
 
     @classmethod
     def empty(cls) -> BankState:
-        return cls({}, [], [], {}, {}, {}, {}, {})
+        return cls({}, [], [], {}, {}, {}, {}, {}, bytes(addrhint.SIZE))
 
 
 @dataclass
@@ -151,7 +152,7 @@ class Applier:
                 cur = self.read_bank(target)
             try:
                 self._retire_hits(target)
-                self._write_bank(target, cur, wanted)
+                hint = self._write_bank(target, cur, wanted)
             except OSError as e:
                 self.banks[target] = None
                 raise _map_error(e) from None
@@ -159,7 +160,7 @@ class Applier:
             self.last_flip = time.monotonic()
             self.banks[target] = BankState(wanted.header, wanted.rules, wanted.rule_names,
                                            wanted.fieldbits, wanted.portbits, wanted.addrclass,
-                                           wanted.tunid, wanted.lpm)
+                                           wanted.tunid, wanted.lpm, hint)
             self.classes = dict(wanted.classes)
             log.debug("policy generation %d in bank %d", gen + 1, target)
             return gen + 1
@@ -186,7 +187,8 @@ class Applier:
         for slot in range(self.sizes.rule_max):
             bk.set(ct.c_uint32(bank * self.sizes.rule_max + slot), layout.Bucket())
 
-    def _write_bank(self, bank: int, cur: BankState, new: Wanted) -> None:
+    def _write_bank(self, bank: int, cur: BankState, new: Wanted) -> bytes:
+        """Write `new` into `bank` (which holds `cur`); returns the bank's address hint."""
         s = self.sizes
         w = s.rule_words
         Bits = layout.bits_type(w)
@@ -235,17 +237,37 @@ class Applier:
             if cur.tunid.get(t) != mask:
                 tm.set(layout.TunidKey(bank, t), bits(mask))
 
-        # prefixes (LPM, banked by the key's first byte)
-        self._write_lpm(bank, cur.lpm, new.lpm)
+        # prefixes (LPM, banked by the key's first byte), then the hint in front of them
+        changed = new.lpm.items() - cur.lpm.items() if cur.lpm else new.lpm.items()
+        gone = cur.lpm.keys() - new.lpm.keys() if cur.lpm else ()
+        self._write_lpm(bank, changed, gone)
+        hint = self._write_hint(bank, cur, new.lpm, changed, gone)
 
         # header last: it also carries the rule count
         h = layout.Policy(**new.header)
         self.maps["policy"].set(ct.c_uint32(bank), h)
+        return hint
 
-    def _write_lpm(self, bank: int, old: dict, new: dict) -> None:
-        """Diff and write prefixes as packed bytes: a million entries in about a second."""
-        changed = new.items() - old.items() if old else new.items()
-        gone = old.keys() - new.keys() if old else ()
+    def _write_hint(self, bank: int, cur: BankState, lpm: dict, changed: Any, gone: Any) -> bytes:
+        """The bank's address hint for `lpm`: added to when prefixes were only added,
+        rebuilt when some went; only the words that differ are written."""
+        if not changed and not gone and cur.hint is not None:
+            return cur.hint
+        if cur.hint is not None and not gone:
+            hint = bytearray(cur.hint)
+            addrhint.add(hint, (k for k, _ in changed))
+        else:
+            hint = addrhint.build(lpm)
+        idx, val = addrhint.changed_words(cur.hint, hint)
+        if idx:
+            base = bank * 2 * layout.HINT_WORDS
+            keys = array.array("I", (base + i for i in idx))
+            self.maps["addrhint"].set_many_raw(keys.tobytes(), val.tobytes(), len(keys))
+        return bytes(hint)
+
+    def _write_lpm(self, bank: int, changed: Any, gone: Any) -> None:
+        """Write changed prefixes and delete gone ones, as packed bytes: a million entries in
+        about a second."""
         for name, ver, st in (("lpm4", 4, _LPM4), ("lpm6", 6, _LPM6)):
             nbytes = 4 if ver == 4 else 16
             pack = st.pack

@@ -22,6 +22,9 @@ TUN_MAX = 8
 PORT_SLOTS = 65537
 PORT_NONE = 65536
 RULE_NONE = 0xFFFF
+HINT_BITS = 24  # address hint: bits per bank and family (see control/addrhint.py)
+HINT_WORDS = 1 << (HINT_BITS - 6)
+HINT_MUL = 0x9E3779B1
 
 
 @dataclass(frozen=True)
@@ -342,6 +345,7 @@ FIXED_LAYOUTS: dict[str, tuple[type, type]] = {
     "expect": (ExpectKey, Expect),
     "lpm4": (Lpm4Key, u32),
     "lpm6": (Lpm6Key, u32),
+    "addrhint": (u32, u64),
     "counters": (u32, Counter),
     "rule_hits": (u32, Counter),
     "dims": (u32, Counter),

@@ -196,3 +196,47 @@ def test_a_udp_frame_is_not_confused_with_its_inner_bytes(dp):
     dp.apply(one_rule({"proto": "tcp", "dst_port": 9}))
     frame = fr.eth() / IP(src=fr.C4, dst=fr.S4) / UDP(sport=1, dport=9) / bytes(fr.tcp(dport=9))
     assert outcome(dp, frame) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
+
+
+# The address hint in front of the tries (control/addrhint.py): its bits are computed in
+# Python and tested in C, so these prefixes cover each way a bit gets set: a /32 and a
+# /23 (part of a /24 slot), a /8 (a run of 65,536 slots), IPv6 /128 and /48 (one hashed
+# /32 slot each), a /20 (4,096 hashed slots) and a /12 (too many: every IPv6 slot).
+HINTED = {
+    "blocked": ["198.51.100.7/32", "203.0.112.0/23", "11.0.0.0/8",
+                "2001:db8:5::9/128", "2001:db8:77::/48", "2a00:1000::/20"],
+}
+HINT_MEMBERS = ["198.51.100.7", "203.0.112.1", "203.0.113.254", "11.0.0.1", "11.255.255.254",
+                "2001:db8:5::9", "2001:db8:77:ffff::1", "2a00:1450::1", "2a00:1fff:ffff::1"]
+HINT_OUTSIDERS = ["198.51.100.8", "203.0.114.1", "12.0.0.1", "10.255.255.255",
+                  "2001:db8:5::8", "2001:db8:78::1", "2a00:2000::1"]
+
+
+def blocked_by_set(prefixes: list[str]) -> dict:
+    return {"default": "allow", "sets": {"blocked": prefixes},
+            "rules": [{"name": "blocked", "match": {"ip_set": "blocked"}, "action": "drop"}]}
+
+
+def test_every_address_of_a_set_prefix_is_found_behind_the_address_hint(dp):
+    dp.apply(blocked_by_set(HINTED["blocked"]))
+    for a in HINT_MEMBERS:
+        peer = fr.S6 if ":" in a else fr.S4
+        assert outcome(dp, U(a, peer)) == (XDP_DROP, Reason.RULE, Verdict.DROP), a
+        assert outcome(dp, U(peer, a, sport=40001)) == (XDP_DROP, Reason.RULE, Verdict.DROP), a
+    for a in HINT_OUTSIDERS:
+        peer = fr.S6 if ":" in a else fr.S4
+        assert outcome(dp, U(a, peer)) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS), a
+
+
+def test_a_prefix_taken_out_of_a_set_stops_matching_and_one_added_starts(dp):
+    dp.apply(blocked_by_set(HINTED["blocked"]))
+    assert outcome(dp, U("11.2.3.4", fr.S4)) == (XDP_DROP, Reason.RULE, Verdict.DROP)
+    dp.apply(blocked_by_set(["198.51.100.7/32", "2001:db8:77::/48", "12.1.0.0/16"]))
+    assert outcome(dp, U("11.2.3.5", fr.S4)) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
+    assert outcome(dp, U("2a00:1450::2", fr.S6)) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
+    assert outcome(dp, U("12.1.200.1", fr.S4)) == (XDP_DROP, Reason.RULE, Verdict.DROP)
+    assert outcome(dp, U("2001:db8:77::5", fr.S6)) == (XDP_DROP, Reason.RULE, Verdict.DROP)
+    # and back, through the other bank, which still holds the first hint
+    dp.apply(blocked_by_set(HINTED["blocked"]))
+    assert outcome(dp, U("11.2.3.6", fr.S4)) == (XDP_DROP, Reason.RULE, Verdict.DROP)
+    assert outcome(dp, U("12.1.200.2", fr.S4)) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
