@@ -34,6 +34,9 @@ L4_PROTO = {"tcp": 6, "udp": 17}
 KEEP_SAMPLING_APPS = {"sip"}  # signalling whose later messages (SDP answers) matter
 GC_GEN0_THRESHOLD = 50_000  # the sampler allocates a lot of short-lived objects per sample
 MAILBOX_BATCH = 256  # labels written with one BPF_MAP_UPDATE_BATCH (and at least per poll)
+# A poll consumes the ring buffer until it finds it empty: under load that is long, so a queued
+# label is also written once it has waited this long (checked after each sample).
+MAILBOX_MAX_WAIT_NS = 1_000_000
 
 # where the fields the sampler needs sit in a ring-buffer record (a SampleHdr, then the data)
 _HDR_SIZE = ct.sizeof(layout.SampleHdr)
@@ -59,8 +62,9 @@ def mono_ns() -> int:
 class LabelSink:
     """Writes labels and expectations into the maps; counts them.
 
-    Labels are queued and written with one batched map update per ring-buffer poll (or every
-    ``MAILBOX_BATCH`` labels): :meth:`flush` writes them; latency is taken at the write.
+    Labels are queued and written with one batched map update per ring-buffer poll, every
+    ``MAILBOX_BATCH`` labels, or once the oldest has waited ``MAILBOX_MAX_WAIT_NS``
+    (:meth:`flush_due`): :meth:`flush` writes them; latency is taken at the write.
     """
 
     def __init__(self, maps: MapSet) -> None:
@@ -73,6 +77,7 @@ class LabelSink:
         self._keys: list[bytes] = []
         self._vals: list[bytes] = []
         self._first: list[int] = []
+        self._queued_ns = 0  # when the oldest queued label was queued
         self._batch_ok = True
 
     def class_bytes(self, app: str, category: str, call: str, confidence: float) -> bytes:
@@ -93,12 +98,19 @@ class LabelSink:
 
     def label(self, key: layout.FlowKey | bytes, lab: Any, first_ts_ns: int | None = None) -> None:
         """Queue ``lab`` for the flow ``key`` (a layout.FlowKey or its bytes)."""
+        if not self._keys:
+            self._queued_ns = mono_ns()
         self._keys.append(key if isinstance(key, bytes) else bytes(key))
         self._vals.append(self.class_bytes(lab.app, lab.category, lab.call, lab.confidence))
         self._first.append(first_ts_ns or 0)
         self.flows_by_app[lab.app] += 1
         self.flows_by_cat[lab.category] += 1
         if len(self._keys) >= MAILBOX_BATCH:
+            self.flush()
+
+    def flush_due(self) -> None:
+        """Write the queued labels if the oldest has waited long enough."""
+        if self._keys and mono_ns() - self._queued_ns >= MAILBOX_MAX_WAIT_NS:
             self.flush()
 
     def flush(self) -> None:
@@ -193,6 +205,7 @@ class Sampler:
         self._handle(buf[_KEY_OFF:_KEY_OFF + _KEY_SIZE], _TS.unpack_from(buf, _TS_OFF)[0],
                      buf[_SEQ_OFF], _WIRE.unpack_from(buf, _WIRE_OFF)[0], buf[_TUN_TYPE_OFF],
                      _TUN_ID.unpack_from(buf, _TUN_ID_OFF)[0], buf[_HDR_SIZE:_HDR_SIZE + n])
+        self._flush_sink(only_due=True)
         return 0
 
     # the thread --------------------------------------------------------------
@@ -231,9 +244,12 @@ class Sampler:
                 self._last_expire = now
                 self.classifier.expire(mono_ns() / 1e9)
 
-    def _flush_sink(self) -> None:
+    def _flush_sink(self, only_due: bool = False) -> None:
         try:
-            self.sink.flush()
+            if only_due:
+                self.sink.flush_due()
+            else:
+                self.sink.flush()
         except Exception:
             self.sink.errors += 1
             log.exception("writing labels to the mailbox failed")

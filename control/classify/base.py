@@ -48,6 +48,34 @@ GIVE_UP: Any = _GiveUp()
 
 
 @dataclass(frozen=True, slots=True)
+class Prefilter:
+    """The payload first bytes a module can recognise on one L4, and what its ``match()``
+    answers for any other first byte (a *miss*), so that the engine can answer for it
+    without calling it: ``None`` (wait) while the flow has fewer than ``patience`` payload
+    packets or while its state holds a true value under one of ``waits_on`` (keys a module
+    sets when it saw something and keeps watching), else ``GIVE_UP``.  A miss must leave the
+    flow's state alone.  tests/unit/classify/test_prefilters.py checks each declaration
+    against its ``match()``."""
+
+    first: frozenset[int]
+    patience: int = 1
+    waits_on: tuple[str, ...] = ()
+
+
+def first_bytes(*starts: bytes | int | range) -> frozenset[int]:
+    """The first bytes of the given prefixes (bytes), byte values (int) and ranges."""
+    out: set[int] = set()
+    for s in starts:
+        if isinstance(s, bytes):
+            out.add(s[0])
+        elif isinstance(s, int):
+            out.add(s)
+        else:
+            out.update(s)
+    return frozenset(out)
+
+
+@dataclass(frozen=True, slots=True)
 class Spec:
     """Registration metadata of a module."""
 
@@ -56,6 +84,7 @@ class Spec:
     needs_payload: bool = True
     max_packets: int = 8  # payload packets of a flow this module may look at
     priority: int = 50
+    prefilter: dict[str, Prefilter] = field(default_factory=dict)  # by L4; absent: any payload
 
 
 @dataclass(slots=True)

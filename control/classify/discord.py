@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import struct
 
-from .base import GIVE_UP, Flow, Label, Spec, voip_label
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, first_bytes, voip_label
 
-SPEC = Spec("discord", frozenset({"udp"}), needs_payload=True, max_packets=3, priority=18)
 
 DISCOVERY_LEN = 74
 DISCOVERY_TYPES = (1, 2)
+SPEC = Spec("discord", frozenset({"udp"}), needs_payload=True, max_packets=3, priority=18,
+            prefilter={"udp": Prefilter(first_bytes(0), patience=2)})  # type 1/2, big-endian
 
 
 def match(flow: Flow, ctx) -> Label | None:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import struct
 
-from .base import GIVE_UP, Flow, Label, Spec, app_label, voip_label
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, app_label, voip_label
+from .stun import HOST_CALL_APPS
+from .tls import parse_client_hello
 
-SPEC = Spec("dtls", frozenset({"udp"}), needs_payload=True, max_packets=6, priority=20)
 
 CONTENT_TYPES = frozenset({20, 21, 22, 23, 25})
 VERSIONS = frozenset({0xFEFF, 0xFEFD, 0xFEFC})
+SPEC = Spec("dtls", frozenset({"udp"}), needs_payload=True, max_packets=6, priority=20,
+            prefilter={"udp": Prefilter(CONTENT_TYPES, 2, ("stun_seen", "rtp_hits"))})
 
 
 def is_dtls(pl: bytes) -> bool:
@@ -27,9 +30,6 @@ def is_dtls(pl: bytes) -> bool:
 
 
 def match(flow: Flow, ctx) -> Label | None:
-    from .stun import HOST_CALL_APPS
-    from .tls import parse_client_hello
-
     pl = flow.last.payload
     if not is_dtls(pl):
         if flow.state.get("stun_seen") or flow.state.get("rtp_hits"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from . import dispatch
 from .base import DECIDE, GIVE_UP, UNKNOWN, Flow, Label, Sample, Spec, app_label, voip_label
 from .hosts import HostKnowledge
 from .packet import FlowKey, Packet, parse_ip
@@ -29,9 +30,13 @@ EXPECT_TTL = 120.0
 WHEEL_S = 5.0  # width of an expiry time bucket
 
 # A flow the engine will not look at again is kept as a flat tuple (no Flow object, nothing the
-# cyclic GC has to traverse): (last_ts, app, category, confidence, reason, call).
+# cyclic GC has to traverse): (last_ts, app, category, confidence, reason, call).  A decided
+# flow whose module still learns from its later packets (SIP dialogs, DNS answers) is kept the
+# same way with more fields: (..., learner name, packets it may still learn from, then the flow
+# key's fields l4, src, sport, dst, dport, tunnel).
 _REC_TS = 0
-_NOTHING: frozenset = frozenset()
+_REC_LABEL = slice(1, 6)
+_REC_LEARNER = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +59,6 @@ class _Mod:
     learn: object
 
 
-# per L4, the modules as flat tuples for the hot loop:
-# (name, needs_payload, max_packets, match, learn)
-_Entry = tuple
-
-
-def _entries(mods: list[_Mod]) -> tuple[_Entry, ...]:
-    return tuple((m.spec.name, m.spec.needs_payload, m.spec.max_packets, m.match, m.learn)
-                 for m in mods)
-
-
 def _load_modules() -> dict[str, list[_Mod]]:
     by_l4: dict[str, list[_Mod]] = {"tcp": [], "udp": [], "icmp": [], "other": []}
     mods = []
@@ -78,6 +73,7 @@ def _load_modules() -> dict[str, list[_Mod]]:
 
 
 _REGISTRY: dict[str, list[_Mod]] | None = None
+_DISPATCH: dict[str, tuple] | None = None
 
 
 def registry() -> dict[str, list[_Mod]]:
@@ -85,6 +81,15 @@ def registry() -> dict[str, list[_Mod]]:
     if _REGISTRY is None:
         _REGISTRY = _load_modules()
     return _REGISTRY
+
+
+def dispatch_tables() -> dict[str, tuple]:
+    """Per L4, (entries for payload-less packets, entries by payload first byte)."""
+    global _DISPATCH
+    if _DISPATCH is None:
+        _DISPATCH = {l4: dispatch.table([(m.spec, m.match, m.learn) for m in mods], l4)
+                     for l4, mods in registry().items()}
+    return _DISPATCH
 
 
 class Classifier:
@@ -100,7 +105,10 @@ class Classifier:
         self._done: dict[tuple, tuple] = {}  # decided flows: canon key -> flat record
         self._frags: dict[tuple, tuple] = {}
         self._mods = registry()
-        self._hot = {l4: _entries(mods) for l4, mods in self._mods.items()}
+        self._dispatch = dispatch_tables()
+        self._learners = {m.spec.name: m.learn for mods in self._mods.values() for m in mods
+                          if m.learn is not None}
+        self._learner_names = {fn: name for name, fn in self._learners.items()}
         # expiry wheels: bucket (deadline // WHEEL_S) -> keys to look at then
         self._flow_wheel: dict[int, list] = {}
         self._expect_wheel: dict[int, list] = {}
@@ -158,8 +166,11 @@ class Classifier:
         if f is None:
             done = self._done
             rec = done.get(canon)
-            if rec is not None:  # decided, nothing more to learn: just keep it alive
-                done[canon] = (ts,) + rec[1:]
+            if rec is not None:  # decided: learn from it if its module wants, else keep it alive
+                if len(rec) > _REC_LEARNER:
+                    self._learn(canon, rec, p, pkt)
+                else:
+                    done[canon] = (ts,) + rec[1:]
                 return None
             f = Flow(key=FlowKey(l4, p.src, p.sport, p.dst, p.dport, tunnel), first_ts=ts,
                      last_ts=ts, proto=p.proto)
@@ -170,27 +181,34 @@ class Classifier:
                 lab = self._expected(l4, p.src, p.sport, p.dst, p.dport, ts)
                 if lab is not None:
                     return self._decide(f, lab, canon)
+        elif f.label is not None:  # decided by flush(): nothing more to do
+            return None
         f.last_ts = ts
         key = f.key
         direction = 0 if (p.sport == key.sport and p.src == key.src) else 1
         payload = p.payload
         sample = Sample(direction, payload, ts, pkt.wire_len, p.tcp_flags)
-        if f.label is not None:  # decided but still learning (SIP, DNS)
-            if f.learner is not None and len(f.samples) < self.max_packets:
-                f.samples.append(None)  # learners read the sample they are given, not these
-                f.learner(f, sample, self)
-            if f.learner is None or len(f.samples) >= self.max_packets:
-                self._retire(f, canon)
-            return None
         f.samples.append(sample)
         if payload:
             f.npayload += 1
+            bare, by_byte = self._dispatch[l4]
+            entries = by_byte[payload[0]]
+        else:
+            entries = self._dispatch[l4][0]
         npayload = f.npayload
         given_up = f.given_up
-        for name, needs_payload, max_pk, match, learn in self._hot[l4]:
-            if needs_payload and (not payload or npayload > max_pk):
+        for name, max_pk, match, learn, patience, waits_on in entries:
+            if npayload > max_pk or name in given_up:
                 continue
-            if name in given_up:
+            if match is None:  # its prefilter says: not this module's first byte
+                if npayload < patience:
+                    continue
+                state = f.state
+                for k in waits_on:
+                    if state.get(k):
+                        break
+                else:
+                    self._give_up(f, name)
                 continue
             try:
                 r = match(f, self)
@@ -199,9 +217,7 @@ class Classifier:
             if r is None:
                 continue
             if r is GIVE_UP:
-                given_up.add(name)
-                if f.tentative is not None and f.state.get("_tentative_by") == name:
-                    f.tentative = None  # its author took it back
+                self._give_up(f, name)
                 continue
             if r.confidence >= DECIDE:
                 if learn is not None:
@@ -214,6 +230,24 @@ class Classifier:
         if len(f.samples) >= self.max_packets:
             return self._decide(f, self._fallback(f), canon)
         return None
+
+    @staticmethod
+    def _give_up(f: Flow, name: str) -> None:
+        f.given_up.add(name)
+        if f.tentative is not None and f.state.get("_tentative_by") == name:
+            f.tentative = None  # its author took it back
+
+    def _learn(self, canon: tuple, rec: tuple, p, pkt: Packet) -> None:
+        """A later packet of a decided flow whose module learns from it (see _retire)."""
+        ts = pkt.ts
+        name, left = rec[_REC_LEARNER], rec[_REC_LEARNER + 1]
+        kf = rec[_REC_LEARNER + 2:]
+        key = FlowKey(*kf)
+        f = Flow(key=key, first_ts=ts, last_ts=ts, proto=p.proto, label=Label(*rec[_REC_LABEL]))
+        direction = 0 if (p.sport == key.sport and p.src == key.src) else 1
+        self._learners[name](f, Sample(direction, p.payload, ts, pkt.wire_len, p.tcp_flags), self)
+        left -= 1
+        self._done[canon] = (ts,) + rec[_REC_LABEL] + ((name, left) + kf if left > 0 else ())
 
     def flush(self) -> list[tuple[FlowKey, Label]]:
         """Decide every still-open flow (end of capture or idle); return the new labels."""
@@ -271,35 +305,34 @@ class Classifier:
         if f is not None:
             return f.label
         rec = self._done.get(k)
-        return Label(*rec[1:]) if rec is not None else None
+        return Label(*rec[_REC_LABEL]) if rec is not None else None
 
     def tracked(self) -> tuple[int, int]:
-        """(flows still held as Flow objects, decided flows held as flat records)."""
+        """(flows still being classified, as Flow objects; decided flows, as flat records)."""
         return len(self._flows), len(self._done)
 
     # -- internals ----------------------------------------------------------------------
     def _decide(self, f: Flow, lab: Label, canon: tuple | None = None) -> Label:
         f.label = lab
-        if f.learner is None:
-            f.samples = []  # nothing more to look at
-            if canon is not None:
-                self._retire(f, canon)
+        if canon is not None:
+            self._retire(f, canon)
         else:
-            # a learner is fed each later sample directly: keep only the count of samples
-            # (its packet budget) and drop the matchers' scratch, so that a flow waiting for
-            # more packets holds few objects for the GC to traverse
-            f.samples = [None] * len(f.samples)
-            f.given_up = _NOTHING
-            f.state = {}
-            f.tentative = None
+            f.samples = []  # nothing more to look at
         return lab
 
     def _retire(self, f: Flow, canon: tuple) -> None:
-        """A decided flow with nothing more to learn: keep only a flat record of it."""
+        """A decided flow: keep only a flat record of it (with, if its module learns from later
+        packets, the learner's name, how many packets it may still see and the key)."""
         lab = f.label
-        if self._flows.pop(canon, None) is not None:
-            self._done[canon] = (f.last_ts, lab.app, lab.category, lab.confidence, lab.reason,
-                                 lab.call)
+        if self._flows.pop(canon, None) is None:
+            return
+        rec = (f.last_ts, lab.app, lab.category, lab.confidence, lab.reason, lab.call)
+        left = self.max_packets - len(f.samples)
+        if f.learner is not None and left > 0:
+            k = f.key
+            rec += (self._learner_names[f.learner], left, k.l4, k.src, k.sport, k.dst, k.dport,
+                    k.tunnel)
+        self._done[canon] = rec
 
     def _fallback(self, f: Flow) -> Label:
         from . import ports, stats  # small; imported on first use

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import struct
 
-from .base import GIVE_UP, Flow, Label, Spec, app_label, voip_label
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, app_label, first_bytes, voip_label
 
-SPEC = Spec("h323", frozenset({"tcp", "udp"}), needs_payload=True, max_packets=4, priority=42)
 
 Q931_DISCRIMINATOR = 0x08
 Q931_TYPES = frozenset({0x01, 0x02, 0x03, 0x05, 0x07, 0x0F, 0x5A, 0x62, 0x6E, 0x7B, 0x7D, 0x45,
@@ -16,6 +15,9 @@ X224_CR_CC = frozenset({0xE0, 0xD0})
 RAS_PORT = 1719
 CS_PORT = 1720
 ISO_TSAP_PORT = 102
+SPEC = Spec("h323", frozenset({"tcp", "udp"}), needs_payload=True, max_packets=4, priority=42,
+            prefilter={"udp": Prefilter(first_bytes(range(0x80))),  # RAS: extension bit clear
+                       "tcp": Prefilter(first_bytes(3), patience=2)})  # TPKT version 3
 
 
 def tpkt(pl: bytes) -> int | None:

@@ -3,9 +3,8 @@ syntax: RTSP, SSDP/HTTPU, BitTorrent local discovery and HTTP proxies."""
 
 from __future__ import annotations
 
-from .base import GIVE_UP, Flow, Label, Spec, app_label
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, app_label, first_bytes
 
-SPEC = Spec("http", frozenset({"tcp", "udp"}), needs_payload=True, max_packets=4, priority=30)
 
 METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ",
            b"CONNECT ", b"TRACE ", b"PROPFIND ", b"PROPPATCH ", b"MKCOL ", b"COPY ", b"MOVE ",
@@ -15,6 +14,8 @@ RTSP_METHODS = (b"DESCRIBE ", b"SETUP ", b"PLAY ", b"PAUSE ", b"TEARDOWN ", b"AN
 UDP_STARTS = {b"M-SEARCH * HTTP/1.1": ("ssdp", "ssdp-msearch"),
               b"NOTIFY * HTTP/1.1": ("ssdp", "ssdp-notify"),
               b"BT-SEARCH * HTTP/1.1": ("bittorrent", "bt-lsd")}
+SPEC = Spec("http", frozenset({"tcp", "udp"}), needs_payload=True, max_packets=4, priority=30,
+            prefilter={"udp": Prefilter(first_bytes(*UDP_STARTS, b"HTTP/"))})
 # request-target prefixes / header words that name an application over plain HTTP
 URI_APPS: tuple[tuple[bytes, str], ...] = (
     (b"/announce?info_hash=", "bittorrent"), (b"/scrape?info_hash=", "bittorrent"),

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import struct
 
-from .base import GIVE_UP, Flow, Label, Spec, voip_label
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, first_bytes, voip_label
 
-SPEC = Spec("iax2", frozenset({"udp"}), needs_payload=True, max_packets=4, priority=45)
 
 PORT = 4569
 FRAME_TYPES = frozenset(range(1, 11))  # DTMF .. comfort noise; 6 = IAX control
 IAX_SUBCLASSES = frozenset(range(1, 0x26))
+SPEC = Spec("iax2", frozenset({"udp"}), needs_payload=True, max_packets=4, priority=45,
+            prefilter={"udp": Prefilter(first_bytes(range(0x80, 0x100)), 2, ("iax",))})  # F bit
 
 
 def full_frame(pl: bytes) -> tuple[int, int, int, int] | None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 
-from .base import GIVE_UP, Flow, Label, Spec, voip_label
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, first_bytes, voip_label
 
-SPEC = Spec("mgcp", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=3, priority=44)
 
 MGCP_VERBS = (b"AUEP", b"AUCX", b"CRCX", b"DLCX", b"EPCF", b"MDCX", b"NTFY", b"RQNT", b"RSIP",
               b"MESG")
@@ -15,6 +14,10 @@ MGCP_COMMAND = re.compile(rb"^(" + b"|".join(MGCP_VERBS) + rb") \d{1,9} \S+ MGCP
 MGCP_RESPONSE = re.compile(rb"^[0-9]{3} \d{1,9}( |\r?\n|$)")
 MEGACO_TEXT = re.compile(rb"^(MEGACO|!)/[0-9] ", re.I)
 MEGACO_PORTS = (2944, 2945)
+# MGCP verbs, MEGACO/! text (any case), binary MEGACO (0x30), response codes (digits)
+_FIRST = first_bytes(*MGCP_VERBS, b"M", b"m", b"!", range(0x30, 0x3A))
+SPEC = Spec("mgcp", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=3, priority=44,
+            prefilter=dict.fromkeys(("udp", "tcp"), Prefilter(_FIRST, patience=2)))
 
 
 def match(flow: Flow, ctx) -> Label | None:

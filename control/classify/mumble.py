@@ -3,9 +3,11 @@ its TLS control channel on 64738."""
 
 from __future__ import annotations
 
-from .base import GIVE_UP, Flow, Label, Spec, voip_label
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, first_bytes, voip_label
 
-SPEC = Spec("mumble", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=3, priority=47)
+SPEC = Spec("mumble", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=3, priority=47,
+            # UDP ping/pong start with zero bytes; over TCP, TLS (handshake record 22)
+            prefilter={"udp": Prefilter(first_bytes(0)), "tcp": Prefilter(first_bytes(22))})
 
 PORT = 64738
 

@@ -3,12 +3,13 @@ command and a 2-byte sequence, and a 0x03 end byte."""
 
 from __future__ import annotations
 
-from .base import GIVE_UP, Flow, Label, Spec, app_label
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, app_label, first_bytes
 
-SPEC = Spec("qq", frozenset({"udp"}), needs_payload=True, max_packets=2, priority=52)
 
 START, END = 0x02, 0x03
 PORTS = (8000, 4000)
+SPEC = Spec("qq", frozenset({"udp"}), needs_payload=True, max_packets=2, priority=52,
+          prefilter={"udp": Prefilter(first_bytes(0x02))})  # START
 
 
 def match(flow: Flow, ctx) -> Label | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 from .base import GIVE_UP, Flow, Label, Spec, app_label
+from .tls import label_for_hello, parse_client_hello
 
 SPEC = Spec("quic", frozenset({"udp"}), needs_payload=True, max_packets=4, priority=25)
 
@@ -211,8 +212,6 @@ def long_header_family(pl: bytes, wire_len: int | None = None) -> str | None:
 
 
 def match(flow: Flow, ctx) -> Label | None:
-    from .tls import label_for_hello, parse_client_hello
-
     s = flow.last
     pl = s.payload
     st = flow.state

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import struct
 
-from .base import GIVE_UP, Flow, Label, Spec, voip_label
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, first_bytes, voip_label
+from .stun import HOST_CALL_APPS
 
-SPEC = Spec("rtp", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=8, priority=40)
 
 # static audio/video payload types (RFC 3551) and the dynamic range
 RTP_PAYLOAD_TYPES = frozenset(
@@ -23,6 +23,9 @@ RTCP_TYPES = frozenset(range(200, 208))  # SR RR SDES BYE APP RTPFB PSFB XR
 RTCP_FIRST = frozenset({200, 201})
 MAX_SEQ_STEP = 100
 MAX_TS_STEP = 48000 * 10  # ten seconds at 48 kHz
+SPEC = Spec("rtp", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=8, priority=40,
+            # RTP and (S)RTCP version 2 (over TCP a length comes first)
+            prefilter={"udp": Prefilter(first_bytes(range(0x80, 0xC0)), 2, ("stun_seen",))})
 
 
 def rtp_header(pl: bytes) -> tuple[int, int, int, int] | None:
@@ -128,8 +131,6 @@ def match(flow: Flow, ctx) -> Label | None:
 
 
 def _label(flow: Flow, ctx, app: str, reason: str, conf: float) -> Label:
-    from .stun import HOST_CALL_APPS
-
     for addr in (flow.key.dst, flow.key.src):
         hit = ctx.knowledge.app_for_addr(addr)
         if hit is not None and hit[0] in HOST_CALL_APPS:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 
-from .base import GIVE_UP, Flow, Label, Spec, voip_label
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, first_bytes, voip_label
 
-SPEC = Spec("sip", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=4, priority=12)
 
 METHODS = frozenset({b"INVITE", b"ACK", b"BYE", b"CANCEL", b"REGISTER", b"OPTIONS", b"PRACK",
                      b"SUBSCRIBE", b"NOTIFY", b"PUBLISH", b"INFO", b"REFER", b"MESSAGE",
@@ -26,6 +25,10 @@ MIN_PHONE_DIGITS = 7  # national significant numbers are at least this long
 MAX_PHONE_DIGITS = 15  # E.164
 MEDIA_TTL = 120.0
 _STATUS = re.compile(rb"^SIP/2\.0 [1-6][0-9][0-9]")
+# a request line starts with a method, a status line with SIP/2.0; keep-alives wait
+_FIRST = first_bytes(*METHODS, b"SIP/2.0", *KEEPALIVES)
+SPEC = Spec("sip", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=4, priority=12,
+            prefilter=dict.fromkeys(("udp", "tcp"), Prefilter(_FIRST, patience=2)))
 
 
 def first_line(msg: bytes) -> tuple[str, bytes] | None:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import struct
 
-from .base import GIVE_UP, Flow, Label, Spec, voip_label
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, first_bytes, voip_label
 
-SPEC = Spec("stun", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=8, priority=15)
 
 MAGIC = 0x2112A442
 CLASSIC_TYPES = {0x0001, 0x0101, 0x0111, 0x0002, 0x0102, 0x0112}
@@ -56,6 +55,9 @@ HOST_CALL_APPS = {
     "snapchat": "snapchat-call", "line": "line-call", "kakaotalk": "kakaotalk-call",
     "imo": "imo",
 }
+SPEC = Spec("stun", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=8, priority=15,
+            # the two top bits of a message are zero (over TCP a length may come first)
+            prefilter={"udp": Prefilter(first_bytes(range(0x40)), 2, ("stun_seen",))})
 
 
 def parse(msg: bytes) -> tuple[int, list[tuple[int, bytes]]] | None:

@@ -3,15 +3,14 @@ header on its default ports) and TeamSpeak 2 (``f4 be 0x`` prefix)."""
 
 from __future__ import annotations
 
-from .base import GIVE_UP, Flow, Label, Spec, voip_label
-
-SPEC = Spec("teamspeak", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=3,
-            priority=46)
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, first_bytes, voip_label
 
 TS3_INIT = b"TS3INIT1"
 TS2_PREFIXES = (b"\xf4\xbe\x01", b"\xf4\xbe\x02", b"\xf4\xbe\x03")
 VOICE_PORTS = (9987, 8767)
 TCP_PORTS = (10011, 30033, 14534, 51234)
+SPEC = Spec("teamspeak", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=3,
+            priority=46, prefilter={"tcp": Prefilter(first_bytes(TS3_INIT, *TS2_PREFIXES), 2)})
 
 
 def match(flow: Flow, ctx) -> Label | None:

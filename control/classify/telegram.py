@@ -3,11 +3,12 @@ intermediate (0xdddddddd) openings; UDP towards Telegram's ranges is its call re
 
 from __future__ import annotations
 
-from .base import GIVE_UP, Flow, Label, Spec, app_label
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, app_label, first_bytes
 
-SPEC = Spec("telegram", frozenset({"tcp"}), needs_payload=True, max_packets=2, priority=48)
 
 OPENINGS = (b"\xee\xee\xee\xee", b"\xdd\xdd\xdd\xdd")
+SPEC = Spec("telegram", frozenset({"tcp"}), needs_payload=True, max_packets=2, priority=48,
+            prefilter={"tcp": Prefilter(first_bytes(*OPENINGS, 0xEF))})
 
 
 def match(flow: Flow, ctx) -> Label | None:

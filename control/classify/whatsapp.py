@@ -3,11 +3,12 @@ or with the ``ED`` edge-routing prelude; chat, so category ``chat``."""
 
 from __future__ import annotations
 
-from .base import GIVE_UP, Flow, Label, Spec, app_label
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, app_label, first_bytes
 
-SPEC = Spec("whatsapp", frozenset({"tcp"}), needs_payload=True, max_packets=2, priority=31)
 
 EDGE_PRELUDE = b"ED\x00\x01"
+SPEC = Spec("whatsapp", frozenset({"tcp"}), needs_payload=True, max_packets=2, priority=31,
+            prefilter={"tcp": Prefilter(first_bytes(b"WA", EDGE_PRELUDE))})
 
 
 def match(flow: Flow, ctx) -> Label | None:

@@ -3,11 +3,12 @@ handshake initiation (148), response (92) and cookie reply (64)."""
 
 from __future__ import annotations
 
-from .base import GIVE_UP, Flow, Label, Spec, app_label
+from .base import GIVE_UP, Flow, Label, Prefilter, Spec, app_label, first_bytes
 
-SPEC = Spec("wireguard", frozenset({"udp"}), needs_payload=True, max_packets=2, priority=22)
 
 SIZES = {1: 148, 2: 92, 3: 64}
+SPEC = Spec("wireguard", frozenset({"udp"}), needs_payload=True, max_packets=2, priority=22,
+            prefilter={"udp": Prefilter(first_bytes(range(1, 5)))})  # message types 1-4
 
 
 def match(flow: Flow, ctx) -> Label | None:

@@ -15,18 +15,22 @@ ZOOM_PORTS = (8801, 8802, 8803, 8804, 8805, 8806, 8807, 8808, 8809, 8810)
 
 def match(flow: Flow, ctx) -> Label | None:
     pl = flow.last.payload
-    known = ctx.knowledge.app_for_addr(flow.key.dst) or ctx.knowledge.app_for_addr(flow.key.src)
-    is_zoom_host = known is not None and known[0] == "zoom"
     if len(pl) >= 24 and pl[0] == SFU_TYPE and pl[8] in MEDIA_TYPES:
-        if is_zoom_host or flow.has_port(*ZOOM_PORTS):
+        if flow.has_port(*ZOOM_PORTS) or _zoom_host(flow, ctx):
             return voip_label("zoom", "zoom-sfu-media", 0.85)
         flow.state["zoom"] = flow.state.get("zoom", 0) + 1
         return voip_label("zoom", "zoom-sfu-header", 0.45 if flow.state["zoom"] > 1 else 0.3)
     if _p2p_hello(pl):
         return voip_label("zoom", "zoom-p2p-hello", 0.8)
-    if is_zoom_host and flow.has_port(*ZOOM_PORTS):
+    if flow.has_port(*ZOOM_PORTS) and _zoom_host(flow, ctx):
         return voip_label("zoom", "zoom-media-port", 0.6)
     return GIVE_UP if flow.npayload >= 2 else None
+
+
+def _zoom_host(flow: Flow, ctx) -> bool:
+    """The address knowledge ties one end of the flow to Zoom (looked up only when needed)."""
+    known = ctx.knowledge.app_for_addr(flow.key.dst) or ctx.knowledge.app_for_addr(flow.key.src)
+    return known is not None and known[0] == "zoom"
 
 
 _ADDR_CHARS = frozenset(b"0123456789abcdefABCDEF.:")

@@ -55,14 +55,32 @@ def test_decided_flow_without_learner_is_retired_at_once():
     assert clf.tracked() == (0, 1)
 
 
-def test_sip_flow_keeps_learning_after_its_label():
+def test_sip_flow_keeps_learning_after_its_label_as_a_flat_record():
     clf = Classifier()
     lab = clf.feed(udp(invite("sip:alice@example.org", media_port=41000), 5060, 5060, ts=1.0))
     assert lab is not None and lab.app == "sip"
-    assert clf.tracked() == (1, 0), "SIP's learner needs the Flow for later messages"
+    assert clf.tracked() == (0, 1), "a flow waiting for its learner's packets is a flat record"
+    rec = next(iter(clf._done.values()))
+    gc.collect()
+    assert not gc.is_tracked(rec), "a flow waiting for packets must not be something the GC traverses"
     clf.new_expectations.clear()
-    clf.feed(udp(invite("sip:alice@example.org", media_port=42000), 5060, 5060, ts=1.5))
+    assert clf.feed(udp(invite("sip:alice@example.org", media_port=42000), 5060, 5060,
+                        ts=1.5)) is None
     assert any(e.port == 42000 for e in clf.new_expectations)
+    assert clf.label_of(FlowKey("udp", CLIENT, 5060, SERVER, 5060)) == lab
+
+
+def test_learner_stops_after_the_flows_packet_budget():
+    clf = Classifier(max_packets=3)
+    clf.feed(udp(invite("sip:alice@example.org", media_port=41000), 5060, 5060, ts=1.0))
+    ports = []
+    for i in range(4):
+        clf.new_expectations.clear()
+        clf.feed(udp(invite("sip:alice@example.org", media_port=42000 + 2 * i), 5060, 5060,
+                     ts=2.0 + i))
+        ports += [e.port for e in clf.new_expectations if e.app == "rtp"]
+    assert ports == [42000, 42002], "packets 2 and 3 of a 3-packet budget are learned from"
+    assert clf.tracked() == (0, 1)
 
 
 def test_expiry_buckets_forget_exactly_the_idle():
