@@ -483,8 +483,11 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 		__u32 *oa = (__u32 *)(a_is_src ? p.osrc : p.odst);
 		__u32 *ob = (__u32 *)(a_is_src ? p.odst : p.osrc);
 		__u32 *fa = (__u32 *)f->outer_a, *fbb = (__u32 *)f->outer_b;
-		if (oa[0] != fa[0] || oa[1] != fa[1] || oa[2] != fa[2] || oa[3] != fa[3] ||
-		    ob[0] != fbb[0] || ob[1] != fbb[1] || ob[2] != fbb[2] || ob[3] != fbb[3]) {
+		__u32 moved = 0;
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			moved |= (oa[i] ^ fa[i]) | (ob[i] ^ fbb[i]);
+		if (moved) {
 			__builtin_memcpy(f->outer_a, oa, 16);
 			__builtin_memcpy(f->outer_b, ob, 16);
 			f->action[0] = XG_ACT_NONE;
