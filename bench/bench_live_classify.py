@@ -290,8 +290,8 @@ class PortLabeller:
         self._seen[k] = None
         return self.labels.get(dport) or self.labels.get(sport) or self.unknown
 
-    def expire(self, now: float) -> None:
-        pass
+    def expire(self, now: float, budget: int | None = None) -> bool:
+        return False
 
 
 def check_labeller_coverage(tmpl: dict) -> dict[str, str]:

@@ -33,6 +33,8 @@ TUN_NAME = {1: "gtpu", 2: "gre", 3: "vxlan", 4: "ipip"}
 L4_PROTO = {"tcp": 6, "udp": 17}
 KEEP_SAMPLING_APPS = {"sip"}  # signalling whose later messages (SDP answers) matter
 GC_GEN0_THRESHOLD = 50_000  # the sampler allocates a lot of short-lived objects per sample
+EXPIRE_EVERY_S = 0.05  # the classifier forgets idle flows this often,
+EXPIRE_BUDGET = 2000  # looking at no more than this many each time (no long stall)
 MAILBOX_BATCH = 256  # labels written with one BPF_MAP_UPDATE_BATCH (and at least per poll)
 # A poll consumes the ring buffer until it finds it empty: under load that is long, so a queued
 # label is also written once it has waited this long (checked after each sample).
@@ -240,9 +242,9 @@ class Sampler:
                 time.sleep(0.1)
             self._flush_sink()
             now = time.monotonic()
-            if now - self._last_expire > 5:
+            if now - self._last_expire > EXPIRE_EVERY_S:
                 self._last_expire = now
-                self.classifier.expire(mono_ns() / 1e9)
+                self.classifier.expire(mono_ns() / 1e9, budget=EXPIRE_BUDGET)
 
     def _flush_sink(self, only_due: bool = False) -> None:
         try:

@@ -257,18 +257,27 @@ class Classifier:
                 out.append((f.key, self._decide(f, self._fallback(f))))
         return out
 
-    def expire(self, now: float) -> None:
-        """Forget idle flows and expired expectations.
+    def expire(self, now: float, budget: int | None = None) -> bool:
+        """Forget idle flows and expired expectations; True if due work was left over.
 
         Flows and expectations sit in time buckets by their deadline; only the buckets that
         are due are looked at (a flow seen since is put back in the bucket of its new
-        deadline), so the cost follows what expires, not how much is tracked.
+        deadline), so the cost follows what expires, not how much is tracked. With a
+        `budget`, at most that many flows are looked at: the rest of a due bucket waits for
+        the next call, so a live caller never stalls on a large bucket.
         """
         hi = int(now // WHEEL_S)
         wheel = self._flow_wheel
         flows, done = self._flows, self._done
-        for bucket in [b for b in wheel if b <= hi]:
-            for k in wheel.pop(bucket):
+        left = budget
+        for bucket in sorted(b for b in wheel if b <= hi):
+            keys = wheel.pop(bucket)
+            if left is not None:
+                if left < len(keys):
+                    wheel[bucket] = keys[left:]
+                    keys = keys[:left]
+                left -= len(keys)
+            for k in keys:
                 f = flows.get(k)
                 if f is not None:
                     last = f.last_ts
@@ -297,6 +306,7 @@ class Classifier:
                 elif int(e[3] // WHEEL_S) <= hi:
                     ewheel.setdefault(int(e[3] // WHEEL_S), []).append(k)
                 # else: renewed; its new bucket already holds the key
+        return left == 0
 
     def label_of(self, key: FlowKey) -> Label | None:
         """The decided label of a tracked flow, if any."""

@@ -101,6 +101,18 @@ def test_expiry_buckets_forget_exactly_the_idle():
     assert not clf._flow_wheel
 
 
+def test_a_budgeted_expiry_forgets_a_large_bucket_over_several_calls():
+    clf = Classifier()
+    for i in range(250):
+        clf.feed(udp(DNS_QUERY, 20000 + i, 53, ts=0.0))
+    assert clf.expire(121.0, budget=100) is True
+    assert sum(clf.tracked()) == 150
+    assert clf.expire(121.0, budget=100) is True
+    assert clf.expire(121.0, budget=100) is False
+    assert sum(clf.tracked()) == 0 and not clf._flow_wheel
+    assert clf.expire(122.0, budget=100) is False
+
+
 def test_expectation_expiry_and_renewal():
     clf = Classifier()
     clf.expect(Expectation("udp", "198.51.100.7", 40000, "rtp", "voip", "app", 50.0))
