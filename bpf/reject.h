@@ -112,6 +112,25 @@ static __always_inline int xg_set_len(struct xdp_md *ctx, int len)
 	return 0;
 }
 
+/* An ICMP/ICMPv6 error: grow the frame at its head by the reply's IP and ICMP headers, so
+ * the original IP packet, now at l2off + grow, becomes the quote; write the (swapped) L2
+ * header, the IP header `ip` of `iplen` bytes and `icmp` in front of it; cut after qlen
+ * quoted bytes. */
+static __always_inline int xg_rej_emit(struct xdp_md *ctx, __u8 *l2, __u32 l2off, void *ip,
+				       __u32 iplen, struct xg_rej_icmp *icmp, __u64 qlen)
+{
+	int grow = iplen + sizeof(*icmp);
+	if (bpf_xdp_adjust_head(ctx, -grow))
+		return -1;
+	if (bpf_xdp_store_bytes(ctx, 0, l2, XG_REJ_L2_MAX))
+		return -1;
+	if (bpf_xdp_store_bytes(ctx, l2off, ip, iplen))
+		return -1;
+	if (bpf_xdp_store_bytes(ctx, l2off + iplen, icmp, sizeof(*icmp)))
+		return -1;
+	return xg_set_len(ctx, l2off + grow + qlen);
+}
+
 /* Ethernet and VLAN tags: swap the MACs in place (the tags stay). */
 static __always_inline int xg_rej_l2(struct xdp_md *ctx, __u8 *l2)
 {
@@ -119,6 +138,34 @@ static __always_inline int xg_rej_l2(struct xdp_md *ctx, __u8 *l2)
 		return -1;
 	xg_swap_macs(l2);
 	return 0;
+}
+
+/* The TCP header of the RST answering `in`, which carried plen payload bytes: acknowledges
+ * all of it (and SYN/FIN), and takes its sequence number from the ACK it got, if any. */
+static __always_inline void xg_rst_tcp(struct tcphdr *out, struct tcphdr *in, __s32 plen)
+{
+	__u8 fl = ((__u8 *)in)[13];
+	if (plen < 0)
+		plen = 0;
+	__u32 ack = bpf_ntohl(in->seq) + plen + ((fl & 0x02) ? 1 : 0) + ((fl & 0x01) ? 1 : 0);
+	out->source = in->dest;
+	out->dest = in->source;
+	out->seq = (fl & 0x10) ? in->ack_seq : 0;
+	out->ack_seq = bpf_htonl(ack);
+	out->doff = 5;
+	out->rst = 1;
+	out->ack = 1;
+}
+
+/* Write the swapped MACs and the `len`-byte reply at l2off; cut the frame after it. */
+static __always_inline int xg_rej_put(struct xdp_md *ctx, __u8 *l2, __u32 l2off, void *reply,
+				      __u32 len)
+{
+	if (bpf_xdp_store_bytes(ctx, 0, l2, 12))
+		return -1;
+	if (bpf_xdp_store_bytes(ctx, l2off, reply, len))
+		return -1;
+	return xg_set_len(ctx, l2off + len);
 }
 
 static __always_inline int xg_reject_tcp4(struct xdp_md *ctx, __u32 l2off)
@@ -141,9 +188,6 @@ static __always_inline int xg_reject_tcp4(struct xdp_md *ctx, __u32 l2off)
 	if ((daddr_h >> 28) == 0xe || daddr_h == 0xffffffff)
 		return -1;
 	__s32 plen = (__s32)bpf_ntohs(in.ip.tot_len) - (__s32)hl - (__s32)in.tcp.doff * 4;
-	if (plen < 0)
-		plen = 0;
-	__u32 ack = bpf_ntohl(in.tcp.seq) + plen + ((fl & 0x02) ? 1 : 0) + ((fl & 0x01) ? 1 : 0);
 
 	__builtin_memset(&out, 0, sizeof(out));
 	out.ip.version = 4;
@@ -155,24 +199,14 @@ static __always_inline int xg_reject_tcp4(struct xdp_md *ctx, __u32 l2off)
 	out.ip.saddr = in.ip.daddr;
 	out.ip.daddr = in.ip.saddr;
 	out.ip.check = xg_ip4_csum(&out.ip);
-	out.tcp.source = in.tcp.dest;
-	out.tcp.dest = in.tcp.source;
-	out.tcp.seq = (fl & 0x10) ? in.tcp.ack_seq : 0;
-	out.tcp.ack_seq = bpf_htonl(ack);
-	out.tcp.doff = 5;
-	out.tcp.rst = 1;
-	out.tcp.ack = 1;
+	xg_rst_tcp(&out.tcp, &in.tcp, plen);
 
 	/* pseudo-header: saddr, daddr, zero, proto, TCP length */
 	__u32 ph[3] = {out.ip.saddr, out.ip.daddr, bpf_htonl((IPPROTO_TCP << 16) | sizeof(out.tcp))};
 	__s64 s = xg_csum(ph, sizeof(ph), 0);
 	out.tcp.check = xg_csum_fold(xg_csum(&out.tcp, sizeof(out.tcp), s));
 
-	if (bpf_xdp_store_bytes(ctx, 0, l2, 12))
-		return -1;
-	if (bpf_xdp_store_bytes(ctx, l2off, &out, sizeof(out)))
-		return -1;
-	return xg_set_len(ctx, l2off + sizeof(out));
+	return xg_rej_put(ctx, l2, l2off, &out, sizeof(out));
 }
 
 static __always_inline int xg_reject_tcp6(struct xdp_md *ctx, __u32 l2off)
@@ -191,9 +225,6 @@ static __always_inline int xg_reject_tcp6(struct xdp_md *ctx, __u32 l2off)
 	if (fl & 0x04)
 		return -1;
 	__s32 plen = (__s32)bpf_ntohs(in.ip.payload_len) - (__s32)in.tcp.doff * 4;
-	if (plen < 0)
-		plen = 0;
-	__u32 ack = bpf_ntohl(in.tcp.seq) + plen + ((fl & 0x02) ? 1 : 0) + ((fl & 0x01) ? 1 : 0);
 
 	__builtin_memset(&out, 0, sizeof(out));
 	out.ip.version = 6;
@@ -202,13 +233,7 @@ static __always_inline int xg_reject_tcp6(struct xdp_md *ctx, __u32 l2off)
 	out.ip.hop_limit = 64;
 	out.ip.saddr = in.ip.daddr;
 	out.ip.daddr = in.ip.saddr;
-	out.tcp.source = in.tcp.dest;
-	out.tcp.dest = in.tcp.source;
-	out.tcp.seq = (fl & 0x10) ? in.tcp.ack_seq : 0;
-	out.tcp.ack_seq = bpf_htonl(ack);
-	out.tcp.doff = 5;
-	out.tcp.rst = 1;
-	out.tcp.ack = 1;
+	xg_rst_tcp(&out.tcp, &in.tcp, plen);
 
 	struct xg_rej_pseudo6 ph;
 	__builtin_memset(&ph, 0, sizeof(ph));
@@ -219,11 +244,7 @@ static __always_inline int xg_reject_tcp6(struct xdp_md *ctx, __u32 l2off)
 	__s64 s = xg_csum(&ph, sizeof(ph), 0);
 	out.tcp.check = xg_csum_fold(xg_csum(&out.tcp, sizeof(out.tcp), s));
 
-	if (bpf_xdp_store_bytes(ctx, 0, l2, 12))
-		return -1;
-	if (bpf_xdp_store_bytes(ctx, l2off, &out, sizeof(out)))
-		return -1;
-	return xg_set_len(ctx, l2off + sizeof(out));
+	return xg_rej_put(ctx, l2, l2off, &out, sizeof(out));
 }
 
 struct xg_rej_icmp4_buf {
@@ -278,17 +299,7 @@ static __always_inline int xg_reject_icmp4(struct xdp_md *ctx, __u32 l2off)
 	b.icmp.code = 13; /* communication administratively prohibited */
 	b.icmp.check = xg_csum_fold(xg_csum(&b, sizeof(b), 0));
 
-	int grow = sizeof(out) + sizeof(b.icmp);
-	if (bpf_xdp_adjust_head(ctx, -grow))
-		return -1;
-	/* the original IP packet now starts at l2off + grow: it is the quote */
-	if (bpf_xdp_store_bytes(ctx, 0, l2, XG_REJ_L2_MAX))
-		return -1;
-	if (bpf_xdp_store_bytes(ctx, l2off, &out, sizeof(out)))
-		return -1;
-	if (bpf_xdp_store_bytes(ctx, l2off + sizeof(out), &b.icmp, sizeof(b.icmp)))
-		return -1;
-	return xg_set_len(ctx, l2off + grow + qlen);
+	return xg_rej_emit(ctx, l2, l2off, &out, sizeof(out), &b.icmp, qlen);
 }
 
 struct xg_rej_icmp6_buf {
@@ -339,16 +350,7 @@ static __always_inline int xg_reject_icmp6(struct xdp_md *ctx, __u32 l2off)
 	b.icmp.code = 1; /* communication administratively prohibited */
 	b.icmp.check = xg_csum_fold(xg_csum(&b, sizeof(b), 0));
 
-	int grow = sizeof(out) + sizeof(b.icmp);
-	if (bpf_xdp_adjust_head(ctx, -grow))
-		return -1;
-	if (bpf_xdp_store_bytes(ctx, 0, l2, XG_REJ_L2_MAX))
-		return -1;
-	if (bpf_xdp_store_bytes(ctx, l2off, &out, sizeof(out)))
-		return -1;
-	if (bpf_xdp_store_bytes(ctx, l2off + sizeof(out), &b.icmp, sizeof(b.icmp)))
-		return -1;
-	return xg_set_len(ctx, l2off + grow + qlen);
+	return xg_rej_emit(ctx, l2, l2off, &out, sizeof(out), &b.icmp, qlen);
 }
 
 /* Returns 0 when the frame now holds the reply to send back (XDP_TX). */
