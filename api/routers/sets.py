@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
@@ -76,19 +77,21 @@ def delete_set(name: SetName, ctl: ControllerDep, actor: Admin) -> SetChanged:
 def add_entries(name: SetName, entries: SetEntriesBody, ctl: ControllerDep,
                 actor: Admin) -> SetChanged:
     """Add entries to an existing set (duplicates are ignored)."""
-    try:
-        count = ctl.add_set_entries(name, entries, actor=actor)
-    except PolicyError as e:
-        raise _body_errors(e, entries) from None
-    return SetChanged(name=name, count=count)
+    return _change_entries(ctl.add_set_entries, name, entries, actor)
 
 
 @router.delete("/{name}/entries", response_model=SetChanged, openapi_extra=SET_ENTRIES_BODY)
 def remove_entries(name: SetName, entries: SetEntriesBody, ctl: ControllerDep,
                    actor: Admin) -> SetChanged:
     """Remove entries from a set (entries it doesn't hold are ignored)."""
+    return _change_entries(ctl.remove_set_entries, name, entries, actor)
+
+
+def _change_entries(change: Callable[..., int], name: str, entries: Any,
+                    actor: str) -> SetChanged:
+    """Add or remove entries; a bad entry is a 422 naming it."""
     try:
-        count = ctl.remove_set_entries(name, entries, actor=actor)
+        count = change(name, entries, actor=actor)
     except PolicyError as e:
         raise _body_errors(e, entries) from None
     return SetChanged(name=name, count=count)
