@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common as C  # noqa: E402
 from xdpgate.control import layout  # noqa: E402
+from xdpgate.control.maps import Map  # noqa: E402
 
 V4_SHARE, TCP_SHARE = 0.7, 0.7
 CLASSES = [(v, p) for v in (4, 6) for p in ("tcp", "udp")]
@@ -59,15 +60,23 @@ def class_weight(v: int, proto: str) -> float:
     return (V4_SHARE if v == 4 else 1 - V4_SHARE) * (TCP_SHARE if proto == "tcp" else 1 - TCP_SHARE)
 
 
-def make_policy(nrules: int, set_names: list[str], set_files: dict[str, str]) -> dict:
+def make_policy(nrules: int, set_names: list[str], set_files: dict[str, str],
+                early_exit: bool = False) -> dict:
     """A policy of nrules rules over the sets. The benchmark traffic (dst ports 443/53/8443,
     sources in and out of the sets) mostly ends at the default (allow), some of it at rules
-    near the end, so the first-match search cannot stop early."""
+    near the end, so the first-match search cannot stop early.
+
+    One rule: it looks up both addresses of every packet, as the many rules do (the fields a
+    policy names set the cost, not how many rules it has); with `early_exit` it names a port
+    none of the traffic uses, so evaluation ends before any address lookup."""
     sets = {n: {"file": set_files[n]} for n in set_names}
     rules = []
-    if nrules == 1:
+    if nrules == 1 and early_exit:
         rules.append({"name": "r0", "match": {"src_set": set_names, "proto": "tcp",
                                                 "dst_port": 23}, "action": "drop"})
+    elif nrules == 1:
+        rules.append({"name": "r0", "match": {"src_set": set_names, "dst_set": set_names},
+                      "action": "drop"})
     else:
         rnd = random.Random(7)
         for i in range(nrules - 2):
@@ -105,9 +114,10 @@ def make_policy(nrules: int, set_names: list[str], set_files: dict[str, str]) ->
     return {"default": "allow", "sets": sets, "rules": rules}
 
 
-def prefill_flows(flt, n: int, seed: int = 3) -> tuple[list, float]:
-    """Write n random canonical flows (70% IPv4, 70% TCP) with set_many; returns the first
-    few keys (for frames) and the seconds the write took."""
+def prefill_flows(tables: list, n: int, seed: int = 3) -> tuple[list, float]:
+    """Write n random canonical flows (70% IPv4, 70% TCP) into each flow table (a maps.Map of
+    FlowKey -> Flow) with set_many; returns the first few keys (for frames) and the seconds
+    the writes took."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -149,8 +159,90 @@ def prefill_flows(flt, n: int, seed: int = 3) -> tuple[list, float]:
     v.bytes[0] = v.bytes[1] = 1000
     v.action[0] = v.action[1] = layout.Action.NONE
     v.rule[0] = v.rule[1] = layout.RULE_NONE
-    flt.maps["flows"].set_many(keys, [v] * n)
+    for t in tables:
+        t.set_many(keys, [v] * n)
     return keys[:: max(1, n // 4096)], time.perf_counter() - t0
+
+
+# The floor: what any flow-table filter pays per packet on this machine. Ethernet, IPv4 or
+# IPv6 (no options, tags or extension headers), TCP/UDP ports, the same canonical 44-byte key
+# and 120-byte entry in an LRU hash of the same size, the entry's counters, one per-CPU
+# counter; no policy at all. Established and new flows are measured as for xdpgate.
+FLOOR_C = r"""
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
+struct key { u32 a[4]; u32 b[4]; u16 pa; u16 pb; u8 proto; u8 tt; u16 pad; u32 tid; };
+struct val { u64 first_ns; u64 last_ns; u64 pkts[2]; u64 bytes[2]; u8 rest[72]; };
+BPF_TABLE("lru_hash", struct key, struct val, flows, FLOW_MAX);
+BPF_PERCPU_ARRAY(cnt, u64, 2);
+int floor_prog(struct xdp_md *ctx) {
+    void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > end)
+        return XDP_PASS;
+    struct key k = {};
+    u16 *ports;
+    if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+        struct iphdr *ip = (void *)(eth + 1);
+        if ((void *)(ip + 1) > end)
+            return XDP_PASS;
+        k.a[2] = k.b[2] = bpf_htonl(0xffff);
+        k.a[3] = ip->saddr;
+        k.b[3] = ip->daddr;
+        k.proto = ip->protocol;
+        ports = (void *)ip + ip->ihl * 4;
+    } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+        struct ipv6hdr *ip6 = (void *)(eth + 1);
+        if ((void *)(ip6 + 1) > end)
+            return XDP_PASS;
+        __builtin_memcpy(k.a, &ip6->saddr, 16);
+        __builtin_memcpy(k.b, &ip6->daddr, 16);
+        k.proto = ip6->nexthdr;
+        ports = (void *)(ip6 + 1);
+    } else {
+        return XDP_PASS;
+    }
+    if ((void *)(ports + 2) > end)
+        return XDP_PASS;
+    k.pa = ports[0];
+    k.pb = ports[1];
+    int swap = 0;
+    #pragma unroll
+    for (int i = 0; i < 4; i++) {
+        if (k.a[i] != k.b[i]) {
+            swap = k.a[i] > k.b[i];
+            break;
+        }
+        if (i == 3)
+            swap = bpf_ntohs(k.pa) > bpf_ntohs(k.pb);
+    }
+    if (swap) {
+        u32 t[4];
+        __builtin_memcpy(t, k.a, 16);
+        __builtin_memcpy(k.a, k.b, 16);
+        __builtin_memcpy(k.b, t, 16);
+        u16 p = k.pa;
+        k.pa = k.pb;
+        k.pb = p;
+    }
+    u64 now = bpf_ktime_get_coarse_ns(), len = end - data;
+    struct val *v = flows.lookup(&k);
+    if (v) {
+        v->last_ns = now;
+        v->pkts[swap]++;
+        v->bytes[swap] += len;
+    } else {
+        struct val nv = {.first_ns = now, .last_ns = now};
+        flows.update(&k, &nv);
+    }
+    u32 z = 0;
+    u64 *c = cnt.lookup(&z);
+    if (c)
+        *c += 1;
+    return XDP_DROP;
+}
+"""
 
 
 def key_frame(k: layout.FlowKey) -> bytes:
@@ -235,30 +327,31 @@ def est_frames(keys: list, per_class: int) -> dict:
     return out
 
 
-def measure(flt, est: dict, new: dict, repeat: int, gens: dict, bare_fd: int) -> dict:
-    """One round: per-class established (repeat), new flows with warm maps (FlowGen, repeat:
-    xdpgate minus the generator's own cost into a bare program) and new flows with cold
-    caches (one test-run call per flow) in ns per packet."""
+def measure(fd: int, est: dict, new: dict, repeat: int, gens: dict, bare_fd: int,
+            flows=None) -> dict:
+    """One round of program `fd`: per-class established (repeat), new flows with warm maps
+    (FlowGen, repeat: the program minus the generator's own cost into a bare program) and,
+    given its flow table, new flows with cold caches (one test-run call per flow), in ns per
+    packet."""
     res = {}
-    fm = flt.maps["flows"]
     for c in CLASSES:
-        res[("est",) + c] = C.per_packet_ns(flt.prog_fd, est[c], repeat, rounds=1)[0]
+        res[("est",) + c] = C.per_packet_ns(fd, est[c], repeat, rounds=1)[0]
     for c in CLASSES:
         gen = gens[c[0]]
         tot = 0.0
         for fr in new[c][0][:3]:
-            gen.target(flt.prog_fd)
+            gen.target(fd)
             tx = C.test_run_ns(gen.fd, fr, repeat)[1]
             gen.target(bare_fd)
             tb = C.test_run_ns(gen.fd, fr, repeat)[1]
             tot += tx - tb
         res[("warm",) + c] = tot / 3  # plus the bare program's own cost, added by the caller
-    for c in CLASSES:
+    for c in CLASSES if flows is not None else ():
         frames, keys = new[c]
-        fm.delete_many(keys)  # make them new again (they were created by the previous round)
+        flows.delete_many(keys)  # make them new again (they were created by the previous round)
         tot = 0
         for fr in frames:
-            rv, d = C.test_run_ns(flt.prog_fd, fr, 1)
+            rv, d = C.test_run_ns(fd, fr, 1)
             tot += d
         res[("new",) + c] = tot / len(frames)
     return res
@@ -311,7 +404,7 @@ def main() -> None:
         files[n] = str(p)
     sizes = layout.Sizes(flow_max=args.flow_max, rule_max=max(256, -(-args.rules // 64) * 64))
 
-    bare = flt = None
+    bare = flt = floor = None
     gens: dict = {}
     with C.Lab("dp", two_ns=False) as lab:
         try:
@@ -321,18 +414,22 @@ def main() -> None:
             C.log(f"loaded xdpgate in {time.perf_counter() - t0:.1f}s")
             C.attach_fd(lab.ns_a, lab.a, flt.prog_fd)
             C.attach_fd(lab.ns_a, lab.b, bare.fd)
+            floor = C.BareProg(text=FLOOR_C, fn="floor_prog", cflags=[f"-DFLOW_MAX={args.flow_max}"])
+            C.attach_fd(lab.ns_a, lab.spare_veth("fl"), floor.fd)
             pol = C.Policy(flt)
             pol.config(sample_pkts=args.sample_pkts, fail_closed=0)
             p_many = make_policy(args.rules, names, files)
             p_one = make_policy(1, names, files)
+            p_exit = make_policy(1, names, files, early_exit=True)
             tm = pol.apply(p_many)
             C.log(f"policy {args.rules} rules: " + ", ".join(f"{k} {v:.1f}s" for k, v in tm.items()))
             tm = pol.apply(p_one)
             C.log("policy 1 rule (other bank): " + ", ".join(f"{k} {v:.1f}s" for k, v in tm.items()))
             # compiled once each (same sets, so the same address classes); the rounds below
             # switch between them with Applier.apply, which writes only the differences
-            w_many, w_one = pol.compile(p_many), pol.compile(p_one)
-            keys, t_fill = prefill_flows(flt, args.flows)
+            w_many, w_one, w_exit = pol.compile(p_many), pol.compile(p_one), pol.compile(p_exit)
+            floor_flows = Map("floor", floor.b[b"flows"].map_fd, layout.FlowKey, layout.Flow)
+            keys, t_fill = prefill_flows([flt.maps["flows"], floor_flows], args.flows)
             C.log(f"flow table pre-filled with {args.flows} flows in {t_fill:.1f}s")
             est = est_frames(keys, args.est_frames)
             new = new_frames(args.new_frames, lines, seed=11)
@@ -353,33 +450,38 @@ def main() -> None:
             C.log(f"new-flow sample verdicts (XDP action: count): {verdicts}")
 
             rows: dict[str, list] = {"bare": [], "bare_r1": []}
-            per: dict[int, list] = {args.rules: [], 1: []}
+            order = [("many", w_many), ("one", w_one), ("exit", w_exit)]
+            per: dict[str, list] = {name: [] for name, _ in order + [("floor", None)]}
             for r in range(args.rounds):
                 rows["bare"].append(C.per_packet_ns(bare.fd, [bare_fr], args.repeat, 1)[0])
                 r1 = [C.test_run_ns(bare.fd, bare_fr, 1)[1] for _ in range(len(CLASSES) * args.new_frames)]
                 rows["bare_r1"].append(statistics.fmean(r1))
-                for nr, w in ((args.rules, w_many), (1, w_one)) if r % 2 == 0 else \
-                        ((1, w_one), (args.rules, w_many)):
+                for name, w in order[r % 3:] + order[:r % 3]:  # rotate which goes first
                     pol.apply_compiled(w)
-                    per[nr].append(measure(flt, est, new, args.repeat, gens, bare.fd))
+                    per[name].append(measure(flt.prog_fd, est, new, args.repeat, gens, bare.fd,
+                                             flt.maps["flows"]))
+                per["floor"].append(measure(floor.fd, est, new, args.repeat, gens, bare.fd))
             bare_ns = statistics.median(rows["bare"])
             bare_r1 = statistics.median(rows["bare_r1"])
             corr = bare_r1 - bare_ns  # the fixed cost a repeat=1 run adds (timer, bh toggle)
 
-            def med(nr: int) -> dict:
-                return {k: statistics.median(d[k] for d in per[nr]) for k in per[nr][0]}
+            def med(name: str) -> dict:
+                return {k: statistics.median(d[k] for d in per[name]) for k in per[name][0]}
 
-            m_many, m_one = med(args.rules), med(1)
+            m_many, m_one, m_exit, m_floor = med("many"), med("one"), med("exit"), med("floor")
             C.log(f"\nbare XDP_DROP: {bare_ns:.1f} ns/pkt (repeat {args.repeat}); "
                   f"{bare_r1:.1f} ns with repeat=1 -> fixed test-run cost {corr:.1f} ns")
-            C.log(f"{'class':<14}{'rules=' + str(args.rules):>14}{'rules=1':>12}   (ns/pkt; warm: "
-                  "less the bare program; new: cold, raw incl. fixed cost)")
+            C.log(f"{'class':<14}{'rules=' + str(args.rules):>12}{'1 rule':>10}{'1, exits':>10}"
+                  "   (ns/pkt; warm: less the bare program; new: cold, raw incl. fixed cost)")
             for kind in ("est", "warm", "new"):
                 for c in CLASSES:
                     k = (kind,) + c
-                    C.log(f"{kind + ' v' + str(c[0]) + ' ' + c[1]:<14}{m_many[k]:>14.1f}{m_one[k]:>12.1f}")
+                    C.log(f"{kind + ' v' + str(c[0]) + ' ' + c[1]:<14}{m_many[k]:>12.1f}"
+                          f"{m_one[k]:>10.1f}{m_exit[k]:>10.1f}")
             mix_m, est_m, new_m = mix_of(m_many, args.new_share, bare_ns)
             mix_1, est_1, new_1 = mix_of(m_one, args.new_share, bare_ns)
+            mix_x, est_x, new_x = mix_of(m_exit, args.new_share, bare_ns)
+            mix_f, est_f, new_f = mix_of(m_floor, args.new_share, bare_ns)
             cold_m, cold_1 = cold_of(m_many, corr), cold_of(m_one, corr)
             C.log("\nweighted (v4:v6 70:30, tcp:udp 70:30):")
             C.log(f"  established {est_m:.1f} ns ({est_m / bare_ns:.2f}x bare), "
@@ -387,9 +489,16 @@ def main() -> None:
                   f"mix with {args.new_share:.0%} new {mix_m:.1f} ns ({mix_m / bare_ns:.2f}x bare)")
             C.log(f"  new flow with cold caches (one call per flow, less {corr:.1f} ns fixed "
                   f"cost): {cold_m:.1f} ns; with 1 rule {cold_1:.1f} ns")
-            C.log(f"  1 rule: established {est_1:.1f}, new {new_1:.1f}, mix {mix_1:.1f} ns; "
-                  f"{args.rules}/1 rules: mix {mix_m / mix_1:.3f}, new {new_m / new_1:.3f}, "
-                  f"new cold {cold_m / cold_1:.3f}")
+            C.log(f"  1 rule (both address lookups, as the {args.rules}): established {est_1:.1f}, "
+                  f"new {new_1:.1f}, mix {mix_1:.1f} ns; {args.rules}/1: mix {mix_m / mix_1:.3f}, "
+                  f"new {new_m / new_1:.3f}, new cold {cold_m / cold_1:.3f}")
+            C.log(f"  1 rule whose port excludes the traffic before any address lookup: "
+                  f"established {est_x:.1f}, new {new_x:.1f}, mix {mix_x:.1f} ns; "
+                  f"{args.rules}/1: mix {mix_m / mix_x:.3f}, new {new_m / new_x:.3f}")
+            C.log(f"  floor (parse + the same flow table, no policy): established {est_f:.1f} ns "
+                  f"({est_f / bare_ns:.2f}x bare), new {new_f:.1f} ns, mix {mix_f:.1f} ns "
+                  f"({mix_f / bare_ns:.2f}x bare); xdpgate over floor: mix {mix_m / mix_f:.2f}, "
+                  f"established {est_m / est_f:.2f}, new {new_m / new_f:.2f}")
             ev = flt.maps["events"].counters()
             C.log(f"  flows created during the run: {ev[layout.Event.FLOW_NEW][0] if ev else 0}")
             C.log(f"  targets: mix <= 3x bare: {'met' if mix_m <= 3 * bare_ns else 'NOT met'}; "
@@ -401,9 +510,13 @@ def main() -> None:
                 "bare_ns": bare_ns, "mix_ns": mix_m, "est_ns": est_m, "new_ns": new_m,
                 "mix_over_bare": mix_m / bare_ns, "est_over_bare": est_m / bare_ns,
                 "new_over_bare": new_m / bare_ns,
+                "floor_mix_over_bare": mix_f / bare_ns, "floor_est_over_bare": est_f / bare_ns,
+                "mix_over_floor": mix_m / mix_f,
                 "new_cold_ns": cold_m, "new_cold_over_bare": cold_m / bare_ns,
                 f"rules{args.rules}_over_rules1_mix": mix_m / mix_1,
                 f"rules{args.rules}_over_rules1_new": new_m / new_1,
+                f"rules{args.rules}_over_rules1exit_mix": mix_m / mix_x,
+                f"rules{args.rules}_over_rules1exit_new": new_m / new_x,
                 "prefixes": args.prefixes, "flows": args.flows, "repeat": args.repeat,
             }))
         finally:
@@ -411,8 +524,9 @@ def main() -> None:
                 flt.close()
             for g in gens.values():
                 g.close()
-            if bare is not None:
-                bare.close()
+            for p in (bare, floor):
+                if p is not None:
+                    p.close()
             tmp.cleanup()
 
 

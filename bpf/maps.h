@@ -47,6 +47,9 @@ XG_MAP("lru_hash", struct xg_flow_key, struct xg_flow, flows, XG_FLOW_MAX, 0);
 XG_MAP("lru_hash", struct xg_flow_key, struct xg_class, mailbox, XG_MAILBOX_MAX, 0);
 /* expected endpoints announced by SDP; controller */
 XG_MAP("lru_hash", struct xg_expect_key, struct xg_expect, expect, XG_EXPECT_MAX, 0);
+/* no expectation lives past this time (ktime ns): after it, new flows skip the expect
+ * lookups; controller (raised with each expectation written) */
+XG_MAP("array", u32, u64, expect_live, 1, 0);
 /* packets/bytes by reason and verdict (reason * XG_V_MAX + verdict); data path */
 XG_MAP("percpu_array", u32, struct xg_counter, counters, XG_R_MAX * XG_V_MAX, 0);
 /* packets/bytes per rule slot, bank * (XG_RULE_MAX + 1) + slot, slot XG_RULE_MAX = default; data path */

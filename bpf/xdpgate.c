@@ -446,7 +446,9 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 		__builtin_memcpy(nf.outer_a, a_is_src ? p.osrc : p.odst, 16);
 		__builtin_memcpy(nf.outer_b, a_is_src ? p.odst : p.osrc, 16);
 		/* an endpoint announced by SDP labels the flow from its first packet */
-		if (p.has_ports) {
+		__u32 zero = 0;
+		__u64 *live = expect_live.lookup(&zero);
+		if (p.has_ports && live && *live > now) {
 			__builtin_memset(&sc->ek, 0, sizeof(sc->ek));
 #define ek (sc->ek)
 			ek.proto = p.proto;

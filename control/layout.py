@@ -343,6 +343,7 @@ FIXED_LAYOUTS: dict[str, tuple[type, type]] = {
     "flows": (FlowKey, Flow),
     "mailbox": (FlowKey, Class),
     "expect": (ExpectKey, Expect),
+    "expect_live": (u32, u64),
     "lpm4": (Lpm4Key, u32),
     "lpm6": (Lpm6Key, u32),
     "addrhint": (u32, u64),

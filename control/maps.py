@@ -20,8 +20,8 @@ from .layout import Sizes
 
 PERCPU = {"counters", "rule_hits", "dims", "events"}
 PINNED = ("config", "policy", "rules", "fieldbits", "portbits", "addrclass", "tunid", "lpm4",
-          "lpm6", "addrhint", "flows", "mailbox", "expect", "counters", "rule_hits", "dims",
-          "events", "buckets", "scratch", "progs")
+          "lpm6", "addrhint", "flows", "mailbox", "expect", "expect_live", "counters",
+          "rule_hits", "dims", "events", "buckets", "scratch", "progs")
 
 
 class Map:

@@ -81,6 +81,9 @@ class LabelSink:
         self._first: list[int] = []
         self._queued_ns = 0  # when the oldest queued label was queued
         self._batch_ok = True
+        # what expect_live holds (kept from an adopted filter): no expectation lives past it
+        live = maps["expect_live"].get(ct.c_uint32(0))
+        self._expect_live_ns = int(live.value) if live is not None else 0
 
     def class_bytes(self, app: str, category: str, call: str, confidence: float) -> bytes:
         """The packed layout.Class of a label (cached: labels repeat)."""
@@ -150,7 +153,11 @@ class LabelSink:
         k.addr[:] = list(addr16(exp.addr))
         cls = layout.Class.from_buffer_copy(self.class_bytes(exp.app, exp.category, exp.call, 0.9))
         cls.flags = 0
-        self.maps["expect"].set(k, layout.Expect(expires_ns=mono_ns() + int(ttl_s * 1e9), cls=cls))
+        until = mono_ns() + int(ttl_s * 1e9)
+        self.maps["expect"].set(k, layout.Expect(expires_ns=until, cls=cls))
+        if until > self._expect_live_ns:  # after the entry: the data path looks from now on
+            self.maps["expect_live"].set(ct.c_uint32(0), ct.c_uint64(until))
+            self._expect_live_ns = until
 
 
 class Sampler:

@@ -77,6 +77,7 @@ class DP:
             zero = (layout.Counter * m.ncpu)()
             for k, _ in list(m.items()):
                 m.set(k, zero)
+        self.maps["expect_live"].set(u32(0), ct.c_uint64(0))
         self.ap.retired_hits.clear()
 
     def config(self, **fields: int) -> None:

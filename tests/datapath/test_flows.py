@@ -4,13 +4,18 @@ per direction."""
 
 from __future__ import annotations
 
+import ctypes as ct
+
 import pytest
 
 from tests.datapath import frames as fr
 from tests.datapath.frames import dp, module_dp, outcome  # noqa: F401
 from tests.harness import XDP_DROP, XDP_PASS
 from xdpgate.control.layout import RULE_NONE, Action, Event, Reason, Verdict
+from xdpgate.control.classify import taxonomy
+from xdpgate.control.classify.engine import Expectation
 from xdpgate.control.maps import addr16
+from xdpgate.control.sampler import LabelSink
 
 T, U = fr.tcp, fr.udp
 F_FIN, F_SYN, F_RST, F_PSH, F_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -139,3 +144,15 @@ def test_the_flow_verdict_of_the_controller_overrides_the_rules(dp):
                                                                   Verdict.DROP)
     assert dp.events()[Event.CLASS_APPLIED] == 1
     assert dp.maps["mailbox"].get(key) is None, "the label is taken, not left behind"
+
+
+def test_an_sdp_expectation_labels_a_flow_from_its_first_packet_while_one_can_live(dp):
+    LabelSink(dp.maps).expect(Expectation("udp", fr.S4, 30000, "rtp", "voip", "app", 0.0),
+                              0, 0, ttl_s=60)
+    dp.run(U(fr.C4, fr.S4, sport=40000, dport=30000))
+    _, f = only_flow(dp)
+    assert (f.app, dp.events()[Event.EXPECT_HIT]) == (taxonomy.app_id("rtp"), 1)
+    # past the time the controller said no expectation lives, new flows do not look
+    dp.maps["expect_live"].set(ct.c_uint32(0), ct.c_uint64(dp.now_ns() - 10**9))
+    dp.run(U(fr.C4, fr.S4, sport=40001, dport=30000))
+    assert dp.events()[Event.EXPECT_HIT] == 1
