@@ -68,12 +68,26 @@ class _Batch(ct.Structure):
                 ("elem_flags", ct.c_uint64), ("flags", ct.c_uint64)]
 
 
+_U32, _U64 = ct.c_uint32, ct.c_uint64
+
+
 class ProgInfo(ct.Structure):
-    _fields_ = [("type", ct.c_uint32), ("id", ct.c_uint32), ("tag", ct.c_uint8 * 8),
-                ("jited_prog_len", ct.c_uint32), ("xlated_prog_len", ct.c_uint32),
-                ("jited_prog_insns", ct.c_uint64), ("xlated_prog_insns", ct.c_uint64),
-                ("load_time", ct.c_uint64), ("created_by_uid", ct.c_uint32),
-                ("nr_map_ids", ct.c_uint32), ("map_ids", ct.c_uint64), ("name", ct.c_char * 16)]
+    """struct bpf_prog_info up to verified_insns (kernels before 5.16 leave it 0)."""
+
+    _fields_ = [("type", _U32), ("id", _U32), ("tag", ct.c_uint8 * 8),
+                ("jited_prog_len", _U32), ("xlated_prog_len", _U32),
+                ("jited_prog_insns", _U64), ("xlated_prog_insns", _U64),
+                ("load_time", _U64), ("created_by_uid", _U32),
+                ("nr_map_ids", _U32), ("map_ids", _U64), ("name", ct.c_char * 16),
+                ("ifindex", _U32), ("gpl_compatible", _U32), ("netns_dev", _U64),
+                ("netns_ino", _U64), ("nr_jited_ksyms", _U32), ("nr_jited_func_lens", _U32),
+                ("jited_ksyms", _U64), ("jited_func_lens", _U64), ("btf_id", _U32),
+                ("func_info_rec_size", _U32), ("func_info", _U64), ("nr_func_info", _U32),
+                ("nr_line_info", _U32), ("line_info", _U64), ("jited_line_info", _U64),
+                ("nr_jited_line_info", _U32), ("line_info_rec_size", _U32),
+                ("jited_line_info_rec_size", _U32), ("nr_prog_tags", _U32), ("prog_tags", _U64),
+                ("run_time_ns", _U64), ("run_cnt", _U64), ("recursion_misses", _U64),
+                ("verified_insns", _U32)]
 
 
 class MapInfo(ct.Structure):
