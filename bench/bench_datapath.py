@@ -164,87 +164,6 @@ def prefill_flows(tables: list, n: int, seed: int = 3) -> tuple[list, float]:
     return keys[:: max(1, n // 4096)], time.perf_counter() - t0
 
 
-# The floor: what any flow-table filter pays per packet on this machine. Ethernet, IPv4 or
-# IPv6 (no options, tags or extension headers), TCP/UDP ports, the same canonical 44-byte key
-# and 120-byte entry in an LRU hash of the same size, the entry's counters, one per-CPU
-# counter; no policy at all. Established and new flows are measured as for xdpgate.
-FLOOR_C = r"""
-#include <uapi/linux/if_ether.h>
-#include <uapi/linux/ip.h>
-#include <uapi/linux/ipv6.h>
-struct key { u32 a[4]; u32 b[4]; u16 pa; u16 pb; u8 proto; u8 tt; u16 pad; u32 tid; };
-struct val { u64 first_ns; u64 last_ns; u64 pkts[2]; u64 bytes[2]; u8 rest[72]; };
-BPF_TABLE("lru_hash", struct key, struct val, flows, FLOW_MAX);
-BPF_PERCPU_ARRAY(cnt, u64, 2);
-int floor_prog(struct xdp_md *ctx) {
-    void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-    struct ethhdr *eth = data;
-    if ((void *)(eth + 1) > end)
-        return XDP_PASS;
-    struct key k = {};
-    u16 *ports;
-    if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-        struct iphdr *ip = (void *)(eth + 1);
-        if ((void *)(ip + 1) > end)
-            return XDP_PASS;
-        k.a[2] = k.b[2] = bpf_htonl(0xffff);
-        k.a[3] = ip->saddr;
-        k.b[3] = ip->daddr;
-        k.proto = ip->protocol;
-        ports = (void *)ip + ip->ihl * 4;
-    } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-        struct ipv6hdr *ip6 = (void *)(eth + 1);
-        if ((void *)(ip6 + 1) > end)
-            return XDP_PASS;
-        __builtin_memcpy(k.a, &ip6->saddr, 16);
-        __builtin_memcpy(k.b, &ip6->daddr, 16);
-        k.proto = ip6->nexthdr;
-        ports = (void *)(ip6 + 1);
-    } else {
-        return XDP_PASS;
-    }
-    if ((void *)(ports + 2) > end)
-        return XDP_PASS;
-    k.pa = ports[0];
-    k.pb = ports[1];
-    int swap = 0;
-    #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        if (k.a[i] != k.b[i]) {
-            swap = k.a[i] > k.b[i];
-            break;
-        }
-        if (i == 3)
-            swap = bpf_ntohs(k.pa) > bpf_ntohs(k.pb);
-    }
-    if (swap) {
-        u32 t[4];
-        __builtin_memcpy(t, k.a, 16);
-        __builtin_memcpy(k.a, k.b, 16);
-        __builtin_memcpy(k.b, t, 16);
-        u16 p = k.pa;
-        k.pa = k.pb;
-        k.pb = p;
-    }
-    u64 now = bpf_ktime_get_coarse_ns(), len = end - data;
-    struct val *v = flows.lookup(&k);
-    if (v) {
-        v->last_ns = now;
-        v->pkts[swap]++;
-        v->bytes[swap] += len;
-    } else {
-        struct val nv = {.first_ns = now, .last_ns = now};
-        flows.update(&k, &nv);
-    }
-    u32 z = 0;
-    u64 *c = cnt.lookup(&z);
-    if (c)
-        *c += 1;
-    return XDP_DROP;
-}
-"""
-
-
 def key_frame(k: layout.FlowKey) -> bytes:
     """A frame of a flow key's flow, sent by endpoint a."""
     import ipaddress
@@ -414,7 +333,7 @@ def main() -> None:
             C.log(f"loaded xdpgate in {time.perf_counter() - t0:.1f}s")
             C.attach_fd(lab.ns_a, lab.a, flt.prog_fd)
             C.attach_fd(lab.ns_a, lab.b, bare.fd)
-            floor = C.BareProg(text=FLOOR_C, fn="floor_prog", cflags=[f"-DFLOW_MAX={args.flow_max}"])
+            floor = C.floor_prog(args.flow_max)
             C.attach_fd(lab.ns_a, lab.spare_veth("fl"), floor.fd)
             pol = C.Policy(flt)
             pol.config(sample_pkts=args.sample_pkts, fail_closed=0)

@@ -142,7 +142,7 @@ def main() -> None:
     t_start = time.perf_counter()
     C.log(f"# bench_droprate: {args.flows} flows, {args.size}-byte frames, {args.seconds}s x "
           f"{args.rounds} rounds per case, kernel {os.uname().release}, {os.cpu_count()} cpus")
-    bare = flt = snd = None
+    bare = flt = snd = floor = None
     with C.Lab("dr") as lab:
         nftd = NftDrop(lab)
         try:
@@ -153,6 +153,7 @@ def main() -> None:
             pol.config(sample_pkts=0, fail_closed=0)
             pol.apply(policy(args.rules))
             snd = Sender(lab, args.flows, args.size)
+            floor = C.floor_prog(layout.Sizes().flow_max)
 
             def case_bare() -> tuple:
                 C.attach_fd(lab.ns_b, lab.b, bare.fd)
@@ -162,11 +163,16 @@ def main() -> None:
                 C.attach_fd(lab.ns_b, lab.b, flt.prog_fd)
                 return (lambda: C.drops_of(flt), lambda: C.attach_fd(lab.ns_b, lab.b, -1))
 
+            def case_floor() -> tuple:
+                C.attach_fd(lab.ns_b, lab.b, floor.fd)
+                return (floor.drops, lambda: C.attach_fd(lab.ns_b, lab.b, -1))
+
             def case_nft() -> tuple:
                 nftd.add()
                 return (nftd.drops, nftd.remove)
 
-            cases = {"bare": case_bare, "xdpgate": case_xdpgate, "nft": case_nft}
+            cases = {"bare": case_bare, "floor": case_floor, "xdpgate": case_xdpgate,
+                     "nft": case_nft}
             res: dict[str, list] = {k: [] for k in cases}
             sent: dict[str, list] = {k: [] for k in cases}
             for r in range(args.rounds):
@@ -201,12 +207,16 @@ def main() -> None:
                 "the sender's cost is in every figure"
             C.log(f"bottleneck: {bottleneck}")
             x_b, x_n = med["xdpgate"] / med["bare"], med["xdpgate"] / med["nft"]
+            C.log(f"floor (parse + a flow table, no policy): {med['floor'] / med['bare']:.2f}x "
+                  f"bare; xdpgate {med['xdpgate'] / med['floor']:.2f}x the floor")
             C.log(f"targets: xdpgate >= 0.9x bare: {'met' if x_b >= 0.9 else 'NOT met'}; "
                   f">= 1.15x nft: {'met' if x_n >= 1.15 else 'NOT met'}")
             C.log(f"runtime {time.perf_counter() - t_start:.0f}s")
             C.log(C.kv_line({
                 "bare_mpps": med["bare"] / 1e6, "xdpgate_mpps": med["xdpgate"] / 1e6,
                 "nft_mpps": med["nft"] / 1e6, "xdpgate_over_bare": x_b, "xdpgate_over_nft": x_n,
+                "floor_mpps": med["floor"] / 1e6, "floor_over_bare": med["floor"] / med["bare"],
+                "xdpgate_over_floor": med["xdpgate"] / med["floor"],
                 "sender_mpps_bare": smed["bare"] / 1e6, "sender_mpps_xdpgate": smed["xdpgate"] / 1e6,
                 "sender_mpps_nft": smed["nft"] / 1e6, "flows": args.flows, "frame_bytes": args.size,
             }))
@@ -215,7 +225,7 @@ def main() -> None:
                 nftd.remove()
             except Exception:
                 pass
-            for o in (snd, flt, bare):
+            for o in (snd, flt, bare, floor):
                 if o is not None:
                     o.close()
 
