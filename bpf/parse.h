@@ -348,6 +348,63 @@ static __always_inline int parse_vxlan(struct xg_cursor *c, struct xg_pkt *p)
 	return proto;
 }
 
+/* The packet inside a tunnel, in its common shape: IPv4 without options or IPv6 without
+ * extension headers, not a fragment, TCP or UDP, and not itself a tunnel that may be opened.
+ * Returns 0 when it read the packet that way (as parse_level would have), 1 when the general
+ * parser must read it: nothing is decided on a 1, and what it left in p is overwritten. */
+static __always_inline int parse_inner_common(struct xg_cursor *c, struct xg_pkt *p,
+					      int ethertype, int may_open)
+{
+	int proto;
+	if (ethertype == ETH_P_IP) {
+		struct iphdr *ip = c->pos;
+		if ((void *)(ip + 1) > c->end)
+			return 1;
+		if (ip->version != 4 || ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
+			return 1;
+		__u32 tot = bpf_ntohs(ip->tot_len);
+		if (tot < sizeof(*ip))
+			return 1;
+		p->src[0] = 0;
+		p->src[1] = 0;
+		p->src[2] = bpf_htonl(0xffff);
+		p->src[3] = ip->saddr;
+		p->dst[0] = 0;
+		p->dst[1] = 0;
+		p->dst[2] = bpf_htonl(0xffff);
+		p->dst[3] = ip->daddr;
+		p->is_v6 = 0;
+		p->ip_len = tot;
+		proto = ip->protocol;
+		c->pos = ip + 1;
+	} else if (ethertype == ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = c->pos;
+		if ((void *)(ip6 + 1) > c->end)
+			return 1;
+		if (ip6->version != 6)
+			return 1;
+		__builtin_memcpy(p->src, &ip6->saddr, 16);
+		__builtin_memcpy(p->dst, &ip6->daddr, 16);
+		p->is_v6 = 1;
+		p->ip_len = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
+		proto = ip6->nexthdr;
+		c->pos = ip6 + 1;
+	} else {
+		return 1;
+	}
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return 1;
+	p->proto = proto;
+	p->frag_later = 0;
+	p->fragmented = 0;
+	if (parse_l4(c, p) < 0)
+		return 1;
+	if (may_open && proto == IPPROTO_UDP &&
+	    (p->dport == bpf_htons(XG_GTPU_PORT) || p->dport == bpf_htons(XG_VXLAN_PORT)))
+		return 1;
+	return 0;
+}
+
 /* One IP level: the IP header and, unless it is a later fragment, the L4 header.
  * Returns the inner ethertype if this level carries a tunnel that should be
  * opened, 0 if the packet ends here, or a negative code. */

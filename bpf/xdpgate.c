@@ -322,8 +322,9 @@ static __always_inline int xg_enter(struct xg_stage *st)
 static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, __u64 bytes);
 
 /* One IP level at `off`: the IP header, the L4 header and, if one is to be opened, the
- * tunnel header. Ends in a tail call: xdpgate_level for the inner packet of a tunnel,
- * xdpgate_decide otherwise (or an exit for what is not decided by the rules). */
+ * tunnel header. Then the decision, inline; or, for the inner packet of a tunnel that the
+ * outermost level cannot read in its common shape, a tail call into xdpgate_level (or an
+ * exit for what is not decided by the rules). */
 static __always_inline int xg_level(struct xdp_md *ctx, struct xg_stage *st, __u32 lvl,
 				    __u32 off, __u64 bytes)
 {
@@ -347,12 +348,17 @@ static __always_inline int xg_level(struct xdp_md *ctx, struct xg_stage *st, __u
 	if (r < 0)
 		return xg_exit(act_verdict(pol->unparsed_action), XG_R_MALFORMED, bytes);
 	if (r > 0) {
-		/* a tunnel to open: the inner packet starts at the cursor */
+		/* a tunnel to open: the inner packet starts at the cursor. Under the outermost
+		 * tunnel, the common inner packet is read here; anything else goes to the level
+		 * parser (a tail call) */
 		sc->off = c.pos - data;
 		sc->et = r;
 		sc->lvl = lvl + 1;
-		progs.call(ctx, XG_PROG_LEVEL);
-		return xg_exit(XG_V_PASS, XG_R_INTERNAL, bytes);
+		sc->p.l3_off = sc->off;
+		if (lvl > 0 || parse_inner_common(&c, &sc->p, r, 1 < XG_TUNNEL_DEPTH)) {
+			progs.call(ctx, XG_PROG_LEVEL);
+			return xg_exit(XG_V_PASS, XG_R_INTERNAL, bytes);
+		}
 	}
 	if (sc->p.frag_later)
 		return xg_exit(act_verdict(pol->frag_action), XG_R_FRAGMENT, bytes);

@@ -9,8 +9,8 @@ import struct
 
 import pytest
 import yaml
-from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet import IP, UDP, IPOption_NOP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt
 from scapy.layers.l2 import GRE, Ether
 from scapy.packet import Raw
 
@@ -88,6 +88,35 @@ def test_the_reply_inside_the_tunnel_joins_the_same_flow(dp):
     dp.run(fr.gtpu(back, teid=5, outer=(fr.T4B, fr.T4A)))
     ((_, fl),) = dp.flows()
     assert (fl.pkts[0], fl.pkts[1]) == (1, 1)
+
+
+# The entry stage reads the common inner packet itself; other shapes go to the level
+# parser. Both must see the same flow and apply the same rule.
+GENERAL_SHAPES = {
+    "ipv4_options": lambda dport: IP(src=fr.C4, dst=fr.S4, options=[IPOption_NOP()] * 4)
+    / UDP(sport=40000, dport=dport) / b"inner",
+    "ipv6_destination_options": lambda dport: IPv6(src=fr.C6, dst=fr.S6)
+    / IPv6ExtHdrDestOpt() / UDP(sport=40000, dport=dport) / b"inner",
+}
+COMMON_SHAPES = {
+    "ipv4_options": lambda dport: fr.inner_udp(dport=dport),
+    "ipv6_destination_options": lambda dport: fr.inner_udp(fr.C6, fr.S6, dport=dport),
+}
+
+
+@pytest.mark.parametrize("enc", ["gtpu", "vxlan", "gre"])
+@pytest.mark.parametrize("shape", list(GENERAL_SHAPES))
+def test_the_common_inner_shape_and_the_general_parser_see_one_flow(dp, enc, shape):
+    build, ttype, tid = ENCAPS[enc]
+    dp.apply(INNER_PORT_RULE.format(unp="drop"))
+    for dport, want in ((9, (XDP_DROP, Reason.RULE, Verdict.DROP)),
+                        (10, (XDP_PASS, Reason.DEFAULT, Verdict.PASS))):
+        for make in (COMMON_SHAPES[shape], GENERAL_SHAPES[shape]):
+            assert outcome(dp, build(make(dport), OUTERS["outer4"])) == want
+    got = sorted((k.tun_type, k.tun_id, bytes(k.addr_b) == addr16(
+        fr.S6 if "ipv6" in shape else fr.S4), v.pkts[0]) for k, v in dp.flows())
+    assert got == [(ttype, tid, True, 2), (ttype, tid, True, 2)]
+    assert dims(dp, ttype) == 4
 
 
 def test_two_tunnels_with_the_same_inner_addresses_are_two_flows(dp):
