@@ -6,8 +6,9 @@ idle veth in a namespace of our own (so test runs do not swap the XDP dispatcher
 
   - established: one frame per encapsulation, the same inner 5-tuple (UDP 10.1.0.1:40000 ->
     10.2.0.1:5000 and an IPv6 variant), run with repeat=--repeat: after the first run this is
-    the flow's cached-verdict path, so the difference is the cost of parsing the tunnel (one
-    more tail call into the level parser) plus keying the flow by tunnel type and id.
+    the flow's cached-verdict path, so the difference is the cost of parsing the tunnel and
+    the inner packet (in the entry stage, for these common inner shapes) plus keying the flow
+    by tunnel type and id and checking its outer endpoints.
   - new: --new-frames distinct inner flows per encapsulation, each run once (repeat=1), so the
     rules are evaluated every time (tunnelled flows also look up the outer addresses for
     outer_src/outer_dst). The fixed cost of a repeat=1 test run, measured on the bare program,

@@ -1,6 +1,7 @@
 """Compile the data path with bcc, pin its maps, and attach it to interfaces.
 
-One filter instance is one compiled program (three stages joined by tail calls)
+One filter instance is one compiled program (an entry stage that decides most packets
+itself, and later stages it reaches by tail calls)
 and one set of maps, shared by every interface it is attached to, so both
 directions of a routed flow meet in one flow-table entry. Maps are pinned under
 /sys/fs/bpf/xdpgate/ns<netns inode>-<instance>-<layout fingerprint>: the netns
