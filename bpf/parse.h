@@ -86,6 +86,30 @@ static __always_inline int parse_eth(struct xg_cursor *c)
 	return proto;
 }
 
+/* The addresses of an IPv4 header, as IPv4-mapped IPv6 (::ffff:a.b.c.d), and its length. */
+static __always_inline void pkt_addrs4(struct xg_pkt *p, struct iphdr *ip, __u32 tot)
+{
+	p->src[0] = 0;
+	p->src[1] = 0;
+	p->src[2] = bpf_htonl(0xffff);
+	p->src[3] = ip->saddr;
+	p->dst[0] = 0;
+	p->dst[1] = 0;
+	p->dst[2] = bpf_htonl(0xffff);
+	p->dst[3] = ip->daddr;
+	p->is_v6 = 0;
+	p->ip_len = tot;
+}
+
+/* The addresses of an IPv6 header and the packet's length. */
+static __always_inline void pkt_addrs6(struct xg_pkt *p, struct ipv6hdr *ip6)
+{
+	__builtin_memcpy(p->src, &ip6->saddr, 16);
+	__builtin_memcpy(p->dst, &ip6->daddr, 16);
+	p->is_v6 = 1;
+	p->ip_len = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
+}
+
 /* IPv4 with options. Returns the L4 protocol. */
 static __always_inline int parse_ipv4(struct xg_cursor *c, struct xg_pkt *p)
 {
@@ -100,16 +124,7 @@ static __always_inline int parse_ipv4(struct xg_cursor *c, struct xg_pkt *p)
 		return XG_P_BAD;
 	if (c->pos + hl > c->end)
 		return XG_P_BAD;
-	p->src[0] = 0;
-	p->src[1] = 0;
-	p->src[2] = bpf_htonl(0xffff);
-	p->src[3] = ip->saddr;
-	p->dst[0] = 0;
-	p->dst[1] = 0;
-	p->dst[2] = bpf_htonl(0xffff);
-	p->dst[3] = ip->daddr;
-	p->is_v6 = 0;
-	p->ip_len = tot;
+	pkt_addrs4(p, ip, tot);
 	__u16 frag = bpf_ntohs(ip->frag_off);
 	p->frag_later = (frag & 0x1fff) != 0;
 	p->fragmented = p->frag_later || (frag & 0x2000);
@@ -137,10 +152,7 @@ static __always_inline int parse_ipv6(struct xg_cursor *c, struct xg_pkt *p)
 		return XG_P_BAD;
 	if (ip6->version != 6)
 		return XG_P_BAD;
-	__builtin_memcpy(p->src, &ip6->saddr, 16);
-	__builtin_memcpy(p->dst, &ip6->daddr, 16);
-	p->is_v6 = 1;
-	p->ip_len = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
+	pkt_addrs6(p, ip6);
 	p->frag_later = 0;
 	p->fragmented = 0;
 	c->pos = ip6 + 1;
@@ -365,16 +377,7 @@ static __always_inline int parse_inner_common(struct xg_cursor *c, struct xg_pkt
 		__u32 tot = bpf_ntohs(ip->tot_len);
 		if (tot < sizeof(*ip))
 			return 1;
-		p->src[0] = 0;
-		p->src[1] = 0;
-		p->src[2] = bpf_htonl(0xffff);
-		p->src[3] = ip->saddr;
-		p->dst[0] = 0;
-		p->dst[1] = 0;
-		p->dst[2] = bpf_htonl(0xffff);
-		p->dst[3] = ip->daddr;
-		p->is_v6 = 0;
-		p->ip_len = tot;
+		pkt_addrs4(p, ip, tot);
 		proto = ip->protocol;
 		c->pos = ip + 1;
 	} else if (ethertype == ETH_P_IPV6) {
@@ -383,10 +386,7 @@ static __always_inline int parse_inner_common(struct xg_cursor *c, struct xg_pkt
 			return 1;
 		if (ip6->version != 6)
 			return 1;
-		__builtin_memcpy(p->src, &ip6->saddr, 16);
-		__builtin_memcpy(p->dst, &ip6->daddr, 16);
-		p->is_v6 = 1;
-		p->ip_len = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
+		pkt_addrs6(p, ip6);
 		proto = ip6->nexthdr;
 		c->pos = ip6 + 1;
 	} else {
