@@ -3,7 +3,8 @@
 # not PyPI), kernel headers where bcc looks for them, bpffs, and a venv with the
 # project installed. Idempotent; used by the Vagrant VM, the README's quick start and CI.
 #   bash vagrant/provision.sh [--test] [REPO_DIR]
-# --test also installs what the test suite needs (vagrant, for `vagrant validate`).
+# --test also installs what the test suite and the benchmarks need (vagrant, for
+# `vagrant validate`; tcpdump; numpy, which bench/ uses to build a million flows).
 set -euo pipefail
 
 with_tests=0
@@ -21,7 +22,7 @@ fi
 
 pkgs=(python3 python3-venv python3-pip python3-bpfcc libbpfcc linux-headers-amd64
 	iproute2 iputils-ping nftables ipset ethtool procps kmod ca-certificates)
-[ "$with_tests" = 1 ] && pkgs+=(vagrant tcpdump)
+[ "$with_tests" = 1 ] && pkgs+=(vagrant tcpdump python3-numpy)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
