@@ -92,6 +92,12 @@ def dispatch_tables() -> dict[str, tuple]:
     return _DISPATCH
 
 
+def _sample(key: FlowKey, p, pkt: Packet) -> Sample:
+    """A parsed packet of the flow `key` as a module sees it (dir 0: from the client)."""
+    direction = 0 if (p.sport == key.sport and p.src == key.src) else 1
+    return Sample(direction, p.payload, pkt.ts, pkt.wire_len, p.tcp_flags)
+
+
 class Classifier:
     """Labels flows from their first ``max_packets`` packets."""
 
@@ -184,17 +190,15 @@ class Classifier:
         elif f.label is not None:  # decided by flush(): nothing more to do
             return None
         f.last_ts = ts
-        key = f.key
-        direction = 0 if (p.sport == key.sport and p.src == key.src) else 1
         payload = p.payload
-        sample = Sample(direction, payload, ts, pkt.wire_len, p.tcp_flags)
+        sample = _sample(f.key, p, pkt)
         f.samples.append(sample)
+        bare, by_byte = self._dispatch[l4]
         if payload:
             f.npayload += 1
-            bare, by_byte = self._dispatch[l4]
             entries = by_byte[payload[0]]
         else:
-            entries = self._dispatch[l4][0]
+            entries = bare
         npayload = f.npayload
         given_up = f.given_up
         for name, max_pk, match, learn, patience, waits_on in entries:
@@ -244,8 +248,7 @@ class Classifier:
         kf = rec[_REC_LEARNER + 2:]
         key = FlowKey(*kf)
         f = Flow(key=key, first_ts=ts, last_ts=ts, proto=p.proto, label=Label(*rec[_REC_LABEL]))
-        direction = 0 if (p.sport == key.sport and p.src == key.src) else 1
-        self._learners[name](f, Sample(direction, p.payload, ts, pkt.wire_len, p.tcp_flags), self)
+        self._learners[name](f, _sample(key, p, pkt), self)
         left -= 1
         self._done[canon] = (ts,) + rec[_REC_LABEL] + ((name, left) + kf if left > 0 else ())
 
@@ -258,7 +261,8 @@ class Classifier:
         return out
 
     def expire(self, now: float, budget: int | None = None) -> bool:
-        """Forget idle flows and expired expectations; True if due work was left over.
+        """Forget idle flows and expired expectations; True if the budget ran out (due work
+        may be left for the next call).
 
         Flows and expectations sit in time buckets by their deadline; only the buckets that
         are due are looked at (a flow seen since is put back in the bucket of its new
