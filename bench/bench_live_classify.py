@@ -14,7 +14,8 @@ Setup (all in this process's own namespace `xgb<pid>lca`, removed on exit):
         RTP, 3 packets of one stream (label on the 2nd) | TLS ClientHello with SNI+ALPN
         after a TCP handshake (SYN, SYN-ACK, ACK, CH: 4) | BitTorrent handshake after a
         TCP handshake (4).
-    Default mix 30/10/10/15/25/10 %: ~2.45 packets (= samples) per flow.
+    Default mix 30/10/10/15/25/10 %: 2.45 packets per flow, at most 1.4 of them samples (the
+    data path counts bare TCP segments in the budget but does not send them).
   * The real Sampler (control/sampler.py: ring buffer callback -> Packet -> Classifier.feed
     -> LabelSink -> mailbox/expect map writes) runs in a thread of this process, which is
     pinned to CPU 0 (the "one core"); its CPU time is read from the thread's CPU clock.
@@ -273,6 +274,7 @@ class PortLabeller:
 
     def __init__(self) -> None:
         self.new_expectations: list = []
+        self.opened = False  # the last feed() saw a flow's first sample (the sampler asks)
         self._seen: dict[tuple, None] = {}
         self.unknown = Label("unknown", "unknown", 0.0, "no-match")
         self.labels = {p: Label(a, c, 0.3, "port") for p, (a, c) in PORT_APPS.items()}
@@ -285,13 +287,22 @@ class PortLabeller:
         sport, dport = struct.unpack_from("!HH", d, ihl)
         a, b = (d[12:16], sport), (d[16:20], dport)
         k = (d[9], a, b) if a <= b else (d[9], b, a)
-        if k in self._seen:
+        self.opened = k not in self._seen
+        if not self.opened:
             return None
         self._seen[k] = None
         return self.labels.get(dport) or self.labels.get(sport) or self.unknown
 
     def expire(self, now: float, budget: int | None = None) -> bool:
         return False
+
+
+def sent(frame: bytes, seq: int) -> bool:
+    """Whether the data path samples this frame, packet number ``seq`` of its flow (bare TCP
+    segments are counted, not sent: packet.sampled)."""
+    from xdpgate.control.classify.packet import parse_ip, sampled
+
+    return sampled(parse_ip(frame[14:]), seq, 8)
 
 
 def check_labeller_coverage(tmpl: dict) -> dict[str, str]:
@@ -305,8 +316,11 @@ def check_labeller_coverage(tmpl: dict) -> dict[str, str]:
         for frames in variants:
             c = Classifier(max_packets=8)
             lab = None
-            for n, (fr, _) in enumerate(frames, 1):
-                lab = c.feed(Packet(ts=1.0 + n * 1e-4, data=fr[14:], wire_len=len(fr) - 14))
+            for n, (fr, rev) in enumerate(frames, 1):
+                if not sent(fr, n - 1):
+                    continue
+                lab = c.feed(Packet(ts=1.0 + n * 1e-4, data=fr[14:], wire_len=len(fr) - 14,
+                                    seq=n - 1, dir=int(rev)))
                 if lab is not None:
                     got.add(f"{lab.app}/{lab.category}@{n}")
                     break
@@ -325,8 +339,10 @@ def offline_breakdown(tmpl: dict, n: int = 1500) -> dict[str, tuple[float, float
     for kind, variants in tmpl.items():
         pk = []
         for i in range(n):
-            for fr in flow_frames({kind: variants}, [kind], i):
-                pk.append(Packet(ts=1.0 + len(pk) * 1e-5, data=fr[14:], wire_len=len(fr) - 14))
+            for seq, fr in enumerate(flow_frames({kind: variants}, [kind], i)):
+                if sent(fr, seq):
+                    pk.append(Packet(ts=1.0 + len(pk) * 1e-5, data=fr[14:],
+                                     wire_len=len(fr) - 14, seq=seq))
         for name, make in (("real", lambda: Classifier(max_packets=8)), ("port", PortLabeller)):
             c = make()
             t = time.perf_counter()
@@ -526,10 +542,11 @@ def main() -> None:
     mix_port_us = sum(MIX[k] * br[f"{k}.port"][0] for k in MIX) / sum(MIX.values())
     C.log(f"  mix   real {mix_us:7.1f} us/flow ({1e6 / mix_us:.0f} flows/s if feed were all)"
           f"   port-only {mix_port_us:5.1f} us/flow")
-    spf = sum(MIX[k] * len(tmpl[k][0]) for k in MIX) / sum(MIX.values())
+    spf = sum(MIX[k] * sum(sent(fr, i) for i, (fr, _) in enumerate(tmpl[k][0]))
+              for k in MIX) / sum(MIX.values())
     C.log(f"load average before: {open('/proc/loadavg').read().strip()} "
           f"(other work on this box competes for the sampler's CPU)")
-    C.log(f"mix {MIX}: {spf:.2f} packets (samples) per flow; sampler on CPU {SAMPLER_CPU}, "
+    C.log(f"mix {MIX}: {spf:.2f} samples per flow at most; sampler on CPU {SAMPLER_CPU}, "
           f"generator on CPU {GEN_CPU}; {args.step_s:.0f} s per step")
 
     t = time.perf_counter()
@@ -587,6 +604,8 @@ def main() -> None:
         kv["capacity_over_port"] = kv["capacity_fps"] / kv["port_capacity_fps"]
     kv["feed_us_per_flow"] = float(mix_us)
     kv["samples_per_flow"] = float(spf)
+    kv["measured_samples_per_flow"] = cb["samples"] / cb["flows"] if cb.get("flows") else \
+        float("nan")
     kv["target_fps"] = 20000
     kv["target_p99_ms"] = 5
     C.log(C.kv_line(kv))

@@ -53,11 +53,12 @@ struct xg_pkt {
 	__u8 tcp_flags;
 	__u8 tun_type;
 	__u8 is_v6;
-	__u8 pad;
+	__u8 l4_hlen;  /* TCP header length (with options), 0 for other transports */
 	__u32 tun_id;
 	__u32 l3_off;  /* offset of the innermost IP header from the frame start */
 	__u32 ip_len;  /* innermost IP packet length per its header */
 	__u32 l2_off;  /* offset of the outermost IP header (after Ethernet and VLAN tags) */
+	__u32 l3_hlen; /* innermost IP header length, IPv4 options or IPv6 extensions included */
 };
 
 struct xg_vlan_hdr {
@@ -205,6 +206,7 @@ static __always_inline int parse_l4(struct xg_cursor *c, struct xg_pkt *p)
 	p->sport = 0;
 	p->dport = 0;
 	p->has_ports = 0;
+	p->l4_hlen = 0;
 	if (p->proto == IPPROTO_TCP) {
 		struct tcphdr *t = c->pos;
 		if ((void *)(t + 1) > c->end)
@@ -215,6 +217,7 @@ static __always_inline int parse_l4(struct xg_cursor *c, struct xg_pkt *p)
 		p->dport = t->dest;
 		p->has_ports = 1;
 		p->tcp_flags = ((__u8 *)t)[13];
+		p->l4_hlen = t->doff * 4;
 		c->pos = t + 1;
 	} else if (p->proto == IPPROTO_UDP) {
 		struct udphdr *u = c->pos;
@@ -378,6 +381,7 @@ static __always_inline int parse_inner_common(struct xg_cursor *c, struct xg_pkt
 		if (tot < sizeof(*ip))
 			return 1;
 		pkt_addrs4(p, ip, tot);
+		p->l3_hlen = sizeof(*ip);
 		proto = ip->protocol;
 		c->pos = ip + 1;
 	} else if (ethertype == ETH_P_IPV6) {
@@ -387,6 +391,7 @@ static __always_inline int parse_inner_common(struct xg_cursor *c, struct xg_pkt
 		if (ip6->version != 6)
 			return 1;
 		pkt_addrs6(p, ip6);
+		p->l3_hlen = sizeof(*ip6);
 		proto = ip6->nexthdr;
 		c->pos = ip6 + 1;
 	} else {
@@ -412,6 +417,7 @@ static __always_inline int parse_level(struct xg_cursor *c, struct xg_pkt *p, in
 				       __u8 tunnels, int may_open)
 {
 	int proto;
+	void *l3 = c->pos;
 	if (ethertype == ETH_P_IP)
 		proto = parse_ipv4(c, p);
 	else if (ethertype == ETH_P_IPV6)
@@ -420,6 +426,7 @@ static __always_inline int parse_level(struct xg_cursor *c, struct xg_pkt *p, in
 		return XG_P_NOTIP;
 	if (proto < 0)
 		return proto;
+	p->l3_hlen = c->pos - l3;
 	p->proto = proto;
 	p->has_ports = 0;
 	p->sport = 0;

@@ -525,8 +525,19 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 		}
 	}
 	if ((!(f->flags & XG_FF_CLASSIFIED) || (f->flags & XG_FF_KEEP_SAMPLING)) &&
-	    f->nsampled < cfg->sample_pkts)
-		sample(ctx, &p, &key, f, dir, now);
+	    f->nsampled < cfg->sample_pkts) {
+		/* A TCP segment without payload (handshake, bare ACK) has nothing to classify: it
+		 * uses its place in the budget (samples carry their packet number) but is not
+		 * sent, except as the budget's last packet, which tells the classifier the flow
+		 * is done. The offline classifier skips the same packets (offline.py). */
+		if (p.proto == IPPROTO_TCP && p.ip_len <= p.l3_hlen + p.l4_hlen &&
+		    f->nsampled + 1 < cfg->sample_pkts) {
+			f->nsampled++;
+			xg_event(XG_E_SAMPLE_BARE);
+		} else {
+			sample(ctx, &p, &key, f, dir, now);
+		}
+	}
 	if (f->flags & XG_FF_CLASSIFIED) {
 		dim_count(XG_D_APP + (f->app < XG_APP_MAX ? f->app : 0), bytes);
 		dim_count(XG_D_CAT + (f->category < XG_CAT_MAX ? f->category : 0), bytes);

@@ -128,6 +128,8 @@ enum xg_event {
 	XG_E_CLASS_APPLIED = 3, /* labels taken from the mailbox into a flow */
 	XG_E_EXPECT_HIT = 4,    /* new flows labelled from an expectation */
 	XG_E_REJECT_SENT = 5,   /* TCP RST / ICMP unreachable sent */
+	XG_E_SAMPLE_BARE = 6,   /* TCP segments without payload counted in a flow's sample
+				 * budget but not sampled (nothing there to classify) */
 	XG_E_MAX = 8,
 };
 

@@ -39,7 +39,7 @@ struct xg_flow {
 	__u8 tcp_flags[2]; /* TCP flags seen, per direction */
 	__u8 init_is_a; /* 1 if the initiator is endpoint a of the key */
 	__u8 flags;     /* enum xg_flow_flag */
-	__u8 nsampled;  /* samples handed to the controller */
+	__u8 nsampled;  /* packets of the sample budget used (sampled or bare TCP) */
 	__u8 category;  /* class: category id (0 = unknown) */
 	__u16 app;      /* class: app id (0 = unknown) */
 	__u8 call;      /* class: call kind (0 none, 1 app, 2 pstn) */
@@ -168,7 +168,7 @@ struct xg_sample_hdr {
 	__u32 wire_len;  /* length of the (inner) IP packet on the wire */
 	__u16 cap_len;   /* bytes of it in data[] */
 	__u8 dir;        /* 0 sent by the initiator, 1 towards it */
-	__u8 seq;        /* sample number within the flow, from 0 */
+	__u8 seq;        /* packet number within the flow, from 0 (bare TCP segments count) */
 	__u8 outer_src[16]; /* outermost addresses (equal to the inner ones if not tunnelled) */
 	__u8 outer_dst[16];
 };

@@ -135,6 +135,7 @@ class Event(enum.IntEnum):
     CLASS_APPLIED = 3
     EXPECT_HIT = 4
     REJECT_SENT = 5
+    SAMPLE_BARE = 6
 
 
 E_MAX = 8

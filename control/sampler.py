@@ -54,6 +54,7 @@ _WIRE_OFF = layout.SampleHdr.wire_len.offset
 _CAP = struct.Struct("=H")
 _CAP_OFF = layout.SampleHdr.cap_len.offset
 _SEQ_OFF = layout.SampleHdr.seq.offset
+_DIR_OFF = layout.SampleHdr.dir.offset
 
 
 def mono_ns() -> int:
@@ -179,27 +180,29 @@ class Sampler:
     # one sample -------------------------------------------------------------
     def handle(self, hdr: layout.SampleHdr, data: bytes) -> None:
         k = hdr.key
-        self._handle(bytes(k), hdr.ts_ns, hdr.seq, hdr.wire_len, k.tun_type, k.tun_id, data)
+        self._handle(bytes(k), hdr.ts_ns, hdr.seq, hdr.dir, hdr.wire_len, k.tun_type,
+                     k.tun_id, data)
 
-    def _handle(self, kb: bytes, ts_ns: int, seq: int, wire_len: int, tun_type: int,
-                tun_id: int, data: bytes) -> None:
+    def _handle(self, kb: bytes, ts_ns: int, seq: int, direction: int, wire_len: int,
+                tun_type: int, tun_id: int, data: bytes) -> None:
         self.samples += 1
-        if seq == 0:
-            first = self._first_ts
-            first[kb] = ts_ns
-            if len(first) > 200_000:
-                first.clear()
         tun = (TUN_NAME[tun_type], tun_id) if tun_type in TUN_NAME else None
         ts = ts_ns / 1e9
         clf = self.classifier
         try:
-            lab = clf.feed(Packet(ts, data, wire_len, tun))
+            lab = clf.feed(Packet(ts, data, wire_len, tun, seq, direction))
         except Exception:  # a classifier bug must not stop the sampler
             self.sink.errors += 1
             log.exception("classifier failed on a sample")
             return
+        # latency runs from the flow's first sample (bare TCP segments before it are not sent)
         if lab is not None:
-            self.sink.label(kb, lab, self._first_ts.pop(kb, None))
+            self.sink.label(kb, lab, ts_ns if clf.opened else self._first_ts.pop(kb, None))
+        elif clf.opened:
+            first = self._first_ts
+            first[kb] = ts_ns
+            if len(first) > 200_000:
+                first.clear()
         if clf.new_expectations:
             for exp in clf.new_expectations:
                 ttl = max(1.0, exp.expires - ts)
@@ -212,8 +215,9 @@ class Sampler:
         buf = ct.string_at(data, size)
         n = min(_CAP.unpack_from(buf, _CAP_OFF)[0], size - _HDR_SIZE)
         self._handle(buf[_KEY_OFF:_KEY_OFF + _KEY_SIZE], _TS.unpack_from(buf, _TS_OFF)[0],
-                     buf[_SEQ_OFF], _WIRE.unpack_from(buf, _WIRE_OFF)[0], buf[_TUN_TYPE_OFF],
-                     _TUN_ID.unpack_from(buf, _TUN_ID_OFF)[0], buf[_HDR_SIZE:_HDR_SIZE + n])
+                     buf[_SEQ_OFF], buf[_DIR_OFF], _WIRE.unpack_from(buf, _WIRE_OFF)[0],
+                     buf[_TUN_TYPE_OFF], _TUN_ID.unpack_from(buf, _TUN_ID_OFF)[0],
+                     buf[_HDR_SIZE:_HDR_SIZE + n])
         self._flush_sink(only_due=True)
         return 0
 

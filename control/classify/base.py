@@ -107,6 +107,7 @@ class Flow:
     last_ts: float
     samples: list[Sample] = field(default_factory=list)
     npayload: int = 0  # samples with payload
+    used: int = 0  # packets of the budget used: samples, and bare TCP segments not sent
     label: Label | None = None
     tentative: Label | None = None
     given_up: set[str] = field(default_factory=set)

@@ -105,6 +105,7 @@ class Classifier:
         self.max_packets = max_packets
         self.knowledge = knowledge if knowledge is not None else HostKnowledge()
         self.new_expectations: list[Expectation] = []
+        self.opened = False  # the last feed() opened a flow (its first sample)
         # (l4, addr, port) -> (app, category, call, expires): flat, untracked by the GC
         self._expect: dict[tuple[str, str, int], tuple] = {}
         self._flows: dict[tuple, Flow] = {}  # flows still being classified or learned from
@@ -157,6 +158,7 @@ class Classifier:
     # -- main entry points ---------------------------------------------------------------
     def feed(self, pkt: Packet) -> Label | None:
         """Account one packet; return its flow's label the first time it is decided."""
+        self.opened = False
         p = parse_ip(pkt.data)
         if p is None:
             return None
@@ -178,8 +180,11 @@ class Classifier:
                 else:
                     done[canon] = (ts,) + rec[1:]
                 return None
-            f = Flow(key=FlowKey(l4, p.src, p.sport, p.dst, p.dport, tunnel), first_ts=ts,
-                     last_ts=ts, proto=p.proto)
+            key = FlowKey(l4, p.src, p.sport, p.dst, p.dport, tunnel)
+            if pkt.dir == 1:  # first seen in a reply (the initiator's packets were bare TCP)
+                key = key.reversed()
+            f = Flow(key=key, first_ts=ts, last_ts=ts, proto=p.proto)
+            self.opened = True
             self._flows[canon] = f
             self._flow_wheel.setdefault(
                 int((ts + IDLE_TIMEOUT.get(l4, DEFAULT_IDLE)) // WHEEL_S), []).append(canon)
@@ -190,6 +195,7 @@ class Classifier:
         elif f.label is not None:  # decided by flush(): nothing more to do
             return None
         f.last_ts = ts
+        f.used = max(f.used + 1, pkt.seq + 1)
         payload = p.payload
         sample = _sample(f.key, p, pkt)
         f.samples.append(sample)
@@ -231,7 +237,7 @@ class Classifier:
             if f.tentative is None or r.confidence >= f.tentative.confidence:
                 f.tentative = r
                 f.state["_tentative_by"] = name
-        if len(f.samples) >= self.max_packets:
+        if f.used >= self.max_packets:
             return self._decide(f, self._fallback(f), canon)
         return None
 
@@ -341,7 +347,7 @@ class Classifier:
         if self._flows.pop(canon, None) is None:
             return
         rec = (f.last_ts, lab.app, lab.category, lab.confidence, lab.reason, lab.call)
-        left = self.max_packets - len(f.samples)
+        left = self.max_packets - f.used
         if f.learner is not None and left > 0:
             k = f.key
             rec += (self._learner_names[f.learner], left, k.l4, k.src, k.sport, k.dst, k.dport,

@@ -5,7 +5,8 @@ PPP and Cisco HDLC.
 Tunnels opened like the data path does (at most ``MAX_TUNNEL_DEPTH`` levels): GTP-U (UDP 2152),
 VXLAN (UDP 4789), GRE (IP proto 47, version 0) and IP-in-IP / IPv6-in-IP.  Every packet handed
 to the classifier is cut to ``snaplen`` bytes of its IP packet, and a flow gets at most
-``max_packets`` packets; packets and bytes are counted for all packets.
+``max_packets`` packets, of which TCP segments without payload are counted but not fed
+(as the data path samples: ``packet.sampled``); packets and bytes are counted for all packets.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import IO, Iterator
 
 from .engine import Classifier
-from .packet import Packet, parse_ip
+from .packet import Packet, parse_ip, sampled
 
 MAX_TUNNEL_DEPTH = 2
 GTPU_PORT = 2152
@@ -266,6 +267,7 @@ def classify_capture(path: str, *, max_packets: int = 8, snaplen: int = 1024,
     keys: dict[tuple, tuple] = {}
     frag_owner: dict[tuple, tuple] = {}
     labels: dict[tuple, object] = {}
+    unfed: dict[tuple, Packet] = {}  # flows with only bare TCP segments so far: the last one
 
     for ts, lt, frame in _packets(path):
         try:
@@ -296,13 +298,25 @@ def classify_capture(path: str, *, max_packets: int = 8, snaplen: int = 1024,
                 keys[canon] = canon
             r.packets += 1
             r.bytes += wl
-            if fed[canon] < max_packets:
-                fed[canon] += 1
-                lab = clf.feed(Packet(ts, ip[:snaplen], wl, tunnel))
+            seq = fed[canon]
+            if seq < max_packets:
+                fed[canon] = seq + 1
+                d = 0 if p.sport == r.sport and p.src == r.src else 1
+                pkt = Packet(ts, ip[:snaplen], wl, tunnel, seq, d)
+                if not sampled(p, seq, max_packets):  # as the data path: counted, not fed
+                    if seq == 0 or canon in unfed:
+                        unfed[canon] = pkt
+                    continue
+                unfed.pop(canon, None)
+                lab = clf.feed(pkt)
                 if lab is not None:
                     labels[canon] = lab
         except (IndexError, ValueError, struct.error):
             continue  # malformed packet: skip it
+    # The capture is over: every flow is decided, also one that sent nothing to classify
+    # (its last bare TCP segment lets the classifier's fallback, e.g. the port, label it).
+    for pkt in unfed.values():
+        clf.feed(pkt)
     for key, lab in clf.flush():
         a, b = (key.src, key.sport), (key.dst, key.dport)
         canon = (key.l4, a, b, key.tunnel) if a <= b else (key.l4, b, a, key.tunnel)

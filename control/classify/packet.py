@@ -27,12 +27,20 @@ _L4_NAME = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_ICMP: "icmp", IPPROT
 
 @dataclass(slots=True)
 class Packet:
-    """One sampled packet: ``data`` starts at the IP header (v4 or v6, innermost if tunnelled)."""
+    """One sampled packet: ``data`` starts at the IP header (v4 or v6, innermost if tunnelled).
+
+    ``seq`` is the packet's number within its flow (from 0) and ``dir`` 0 if the flow's
+    initiator sent it, 1 if it goes towards the initiator; -1 where the feeder does not know.
+    With them, packets the data path counts but does not send (see :func:`sampled`) still
+    count against the packet budget, and a flow first seen by a reply still has its initiator
+    as the client."""
 
     ts: float
     data: bytes
     wire_len: int
     tunnel: tuple[str, int] | None = None
+    seq: int = -1
+    dir: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +169,15 @@ def parse_ip(buf: bytes) -> Parsed | None:
         return Parsed(_L4_NAME.get(proto, "other"), proto, src, sport, dst, dport, payload,
                       flags, later, ip_id, more)
     return None
+
+
+def sampled(p: Parsed, seq: int, max_packets: int) -> bool:
+    """Whether packet number ``seq`` of a flow, parsed from its whole IP packet, is handed to
+    the classifier. A TCP segment without payload (handshake, bare ACK) carries nothing to
+    classify: it uses its place in the budget but is not sent, unless it is the budget's last
+    packet, which tells the classifier the flow is done. The data path (bpf/xdpgate.c, where
+    it samples) decides the same way; the offline classifier calls this."""
+    return p.proto != IPPROTO_TCP or bool(p.payload) or seq + 1 >= max_packets
 
 
 def flow_key(pkt: Packet) -> FlowKey | None:

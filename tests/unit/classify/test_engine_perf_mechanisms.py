@@ -187,3 +187,32 @@ def test_prefix_cache_is_bounded():
 def test_flow_helpers_unchanged():
     f = Flow(key=FlowKey("udp", CLIENT, 1, SERVER, 2), first_ts=0.0, last_ts=0.0)
     assert f.ports() == (1, 2)
+
+
+def test_the_packet_budget_counts_packets_the_data_path_did_not_send():
+    """Samples carry their packet number: bare TCP segments the data path kept back still
+    count, so a flow is decided by its fallback at the budget's last packet."""
+    from .build import tcp
+
+    clf = Classifier(max_packets=8)
+    p = tcp(b"\x00\x01garbage", 40000, 443, ts=1.0)
+    p.seq = 3
+    assert clf.feed(p) is None and clf.opened
+    p = tcp(b"\x00\x02garbage", 40000, 443, ts=1.1)
+    p.seq = 7
+    lab = clf.feed(p)
+    assert not clf.opened
+    assert lab is not None and lab.reason == "port:443"
+    assert clf.tracked() == (0, 1)
+
+
+def test_a_flow_first_seen_in_a_reply_keeps_its_initiator_as_the_client():
+    from .build import tcp
+
+    clf = Classifier()
+    p = tcp(b"\x07\x01 a server speaks first", 7777, 40000, src=SERVER, dst=CLIENT, ts=1.0)
+    p.seq, p.dir = 3, 1
+    assert clf.feed(p) is None
+    (f,) = clf._flows.values()
+    assert (f.key.src, f.key.sport, f.key.dport) == (CLIENT, 40000, 7777)
+    assert f.samples[0].dir == 1

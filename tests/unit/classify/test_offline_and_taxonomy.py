@@ -116,6 +116,35 @@ def test_the_classifier_sees_at_most_max_packets_but_all_are_counted(tmp_path):
     assert rec.packets == 20 and rec.bytes == 20 * (20 + 8 + 100)
 
 
+def _tls_hello() -> bytes:
+    return bytes.fromhex("160301002c0100002803030000000000000000000000000000000000000000000000"
+                         "000000000000000000020013010100")
+
+
+def test_bare_tcp_segments_are_counted_in_the_budget_but_not_fed(tmp_path, monkeypatch):
+    """As the data path samples: the handshake uses three of the eight places, the first
+    payload is packet number 3, and a flow that never carried payload is still labelled
+    (by its port) when the capture ends."""
+    from xdpgate.control.classify import offline
+
+    fed = []
+    real = offline.Classifier.feed
+    monkeypatch.setattr(offline.Classifier, "feed", lambda self, p: fed.append(p) or real(self, p))
+    c, s = "10.9.0.1", "10.9.0.2"
+    frames = [eth(tcp(b"", 40000, 443, src=c, dst=s, flags="S").data),
+              eth(tcp(b"", 443, 40000, src=s, dst=c, flags="SA").data),
+              eth(tcp(b"", 40000, 443, src=c, dst=s, flags="A").data),
+              eth(tcp(_tls_hello(), 40000, 443, src=c, dst=s).data),
+              eth(tcp(b"", 40001, 443, src=c, dst=s, flags="S").data),
+              eth(tcp(b"", 40001, 443, src=c, dst=s, flags="S").data)]
+    cap = tmp_path / "hs.pcap"
+    write_pcap(cap, frames)
+    recs = {r.sport: r for r in classify_capture(str(cap))}
+    assert [(p.seq, p.dir) for p in fed] == [(3, 0), (1, 0)]
+    assert recs[40000].packets == 4 and recs[40000].app == "tls"
+    assert recs[40001].packets == 2 and (recs[40001].app, recs[40001].reason) == ("tls", "port:443")
+
+
 def test_taxonomy_ids_are_stable_and_reversible():
     assert taxonomy.CATEGORIES[0] == "unknown" and taxonomy.APPS[0] == "unknown"
     assert len(taxonomy.APPS) <= 1024
