@@ -24,7 +24,8 @@ Setup (all in this process's own namespace `xgb<pid>lca`, removed on exit):
 
 Per labeller, offered load is stepped up (flows/s) until the sampler lags (samples lost,
 < 99 % of offered flows labelled, or a backlog left at the end of the step), then one
-unthrottled step. "Sustained" = the highest step that did not lag. Latency = the moment the
+unthrottled step. "Sustained" = the highest step that did not lag; "fps_p99_under_target" =
+the highest step that did not lag and kept p99 under 5 ms. Latency = the moment the
 label is written into the mailbox minus the bpf_ktime of the flow's first sample
 (Sampler.sink.latencies_ns), per step. capacity_fps = labels per CPU-second of the sampler
 thread in the unthrottled step (what one fully busy core would label). Last, a cProfile of
@@ -70,6 +71,7 @@ SERVER = {"dns": "192.0.2.53", "sip": "192.0.2.60", "stun": "192.0.2.78", "rtp":
 MIX = {"dns": 30, "sip": 10, "stun": 10, "rtp": 15, "tls": 25, "bt": 10}
 CLIENT_MAC, SERVER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 GEN_CPU, SAMPLER_CPU = 1, 0
+TARGET_FPS, TARGET_P99_MS = 20000, 5.0  # issue 4: new flows/s on one core, p99 latency
 
 
 # ---- flow templates ----------------------------------------------------------------------
@@ -481,19 +483,22 @@ def run_labeller(name: str, h: Harness, gen: Gen, make, rates: list[int], secs: 
     h.start(make())
     try:
         best: dict | None = None
+        quick: dict | None = None  # the highest step whose p99 met the target
         for rate in rates:
             r = step(h, gen, rate, secs)
             show(str(rate), r)
             if r["lag"]:
                 break
             best = r
+            if r["p99_ms"] < TARGET_P99_MS:
+                quick = r
         sat = step(h, gen, 0, secs)
         show("unthrottl", sat)
         if not sat["lag"] and (best is None or sat["label_fps"] > best["label_fps"]):
             best = sat
     finally:
         h.stop()
-    return {"best": best, "sat": sat}
+    return {"best": best, "sat": sat, "quick": quick}
 
 
 def profile_run(h: Harness, gen: Gen, secs: float, top: int = 22) -> None:
@@ -590,6 +595,9 @@ def main() -> None:
     kv["sustained_fps"] = float(cb.get("label_fps", 0.0))
     kv["p50_ms"] = float(cb.get("p50_ms", float("nan")))
     kv["p99_ms"] = float(cb.get("p99_ms", float("nan")))
+    cq = c["quick"] or {}
+    kv["fps_p99_under_target"] = float(cq.get("label_fps", 0.0))
+    kv["p99_ms_there"] = float(cq.get("p99_ms", float("nan")))
     kv["capacity_fps"] = float(cs["labels_per_cpu_s"])
     kv["us_per_sample"] = float(cs["us_per_sample"])
     kv["sat_lost"] = cs["lost"]
@@ -606,8 +614,8 @@ def main() -> None:
     kv["samples_per_flow"] = float(spf)
     kv["measured_samples_per_flow"] = cb["samples"] / cb["flows"] if cb.get("flows") else \
         float("nan")
-    kv["target_fps"] = 20000
-    kv["target_p99_ms"] = 5
+    kv["target_fps"] = TARGET_FPS
+    kv["target_p99_ms"] = TARGET_P99_MS
     C.log(C.kv_line(kv))
 
 

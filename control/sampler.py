@@ -230,11 +230,12 @@ class Sampler:
     @staticmethod
     def _tune_gc() -> None:
         """Start-up objects (modules, tables, the BPF program's objects) never die: move them
-        out of the collector's reach. The young generation is collected every
+        out of the collector's reach. That includes the classifier's flow tables and wheel,
+        made to stay tracked so that they are frozen here: the flat keys and records they
+        come to hold are dropped by the collector at its first look, so a million decided
+        flows cost no collection anything. The young generation is collected every
         GC_GEN0_THRESHOLD allocations: a collection's pause grows with that number, and it
-        delays every label queued behind it (a sample makes a few short-lived container
-        objects; the classifier keeps decided flows in flat records the collector does not
-        track)."""
+        delays every label queued behind it."""
         gc.collect()
         gc.freeze()
         g0, g1, g2 = gc.get_threshold()

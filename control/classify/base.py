@@ -188,16 +188,15 @@ class PortRows:
         self._cache: dict[tuple[str, int, int], tuple] = {}
 
     def rows(self, l4: str, ports: tuple[int, int]) -> tuple:
-        k = (l4, ports[0], ports[1])
+        # cached by the ports that name rows: a client's random port adds no entry
+        pa, pb = ports
+        a = self._by_port.get((l4, pa), ())
+        b = self._by_port.get((l4, pb), ()) if pb != pa else ()
+        k = (l4, pa if a else -1, pb if b else -1)
         rows = self._cache.get(k)
         if rows is None:
-            a = self._by_port.get((l4, ports[0]), ())
-            b = self._by_port.get((l4, ports[1]), ()) if ports[1] != ports[0] else ()
             anyp = self._any.get(l4, [])
-            if not a and not b:
-                rows = tuple(r for _, r in anyp)
-            else:
-                rows = tuple(r for _, r in sorted(dict((*anyp, *a, *b)).items()))
+            rows = tuple(r for _, r in sorted(dict((*anyp, *a, *b)).items()))
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[k] = rows

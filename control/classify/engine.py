@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from . import dispatch
 from .base import DECIDE, GIVE_UP, UNKNOWN, Flow, Label, Sample, Spec, app_label, voip_label
 from .hosts import HostKnowledge
-from .packet import FlowKey, Packet, parse_ip
+from .packet import FlowKey, Packet, canonical, parse_ip
 
 __all__ = ["Classifier", "Expectation", "HostKnowledge", "Label", "MODULES"]
 
@@ -28,6 +28,8 @@ IDLE_TIMEOUT = {"tcp": 300.0, "udp": 120.0}
 DEFAULT_IDLE = 60.0
 EXPECT_TTL = 120.0
 WHEEL_S = 5.0  # width of an expiry time bucket
+# buckets in the ring of flow deadlines: the longest idle timeout, and one to grow into
+WHEEL_RING = int(max(*IDLE_TIMEOUT.values(), DEFAULT_IDLE) // WHEEL_S) + 2
 
 # A flow the engine will not look at again is kept as a flat tuple (no Flow object, nothing the
 # cyclic GC has to traverse): (last_ts, app, category, confidence, reason, call).  A decided
@@ -50,6 +52,45 @@ class Expectation:
     category: str
     call: str
     expires: float
+
+
+class _Table(dict):
+    """A dict the cyclic GC always tracks. The collector stops tracking a plain dict whose
+    keys and values are all atoms (flat tuples, strings, numbers) and tracks it again, as a
+    young object, at the next insert: a table of a million decided flows would then be
+    traversed whole by the next young collections and by every full one. This one stays
+    tracked, so the sampler's ``gc.freeze()`` at start takes it (and its ring of wheel
+    buckets) out of every collection for good; what it holds needs no collector (the
+    entries are atoms and die by reference counting)."""
+
+    __slots__ = ()
+
+
+class _Bucket(list):
+    """A list of flow keys due in one time bucket (tracked and frozen like a _Table)."""
+
+    __slots__ = ()
+
+
+class _Wheel:
+    """Flow keys by the time bucket of their deadline, in a ring of WHEEL_RING lists made
+    once (so the GC freeze at start covers them). ``next`` is the first bucket not yet
+    expired; deadlines are kept between it and the ring's end."""
+
+    __slots__ = ("lists", "next")
+
+    def __init__(self) -> None:
+        self.lists = [_Bucket() for _ in range(WHEEL_RING)]
+        self.next: int | None = None
+
+    def add(self, bucket: int, key: tuple) -> None:
+        nxt = self.next
+        if nxt is not None:
+            bucket = min(max(bucket, nxt), nxt + WHEEL_RING - 1)
+        self.lists[bucket % WHEEL_RING].append(key)
+
+    def __len__(self) -> int:
+        return sum(map(len, self.lists))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,21 +148,21 @@ class Classifier:
         self.new_expectations: list[Expectation] = []
         self.opened = False  # the last feed() opened a flow (its first sample)
         # (l4, addr, port) -> (app, category, call, expires): flat, untracked by the GC
-        self._expect: dict[tuple[str, str, int], tuple] = {}
-        self._flows: dict[tuple, Flow] = {}  # flows still being classified or learned from
-        self._done: dict[tuple, tuple] = {}  # decided flows: canon key -> flat record
+        self._expect: dict[tuple[str, str, int], tuple] = _Table()
+        self._flows: dict[tuple, Flow] = _Table()  # flows still being classified
+        self._done: dict[tuple, tuple] = _Table()  # decided flows: canon key -> flat record
         self._frags: dict[tuple, tuple] = {}
         self._mods = registry()
         self._dispatch = dispatch_tables()
         self._learners = {m.spec.name: m.learn for mods in self._mods.values() for m in mods
                           if m.learn is not None}
         self._learner_names = {fn: name for name, fn in self._learners.items()}
-        # expiry wheels: bucket (deadline // WHEEL_S) -> keys to look at then
-        self._flow_wheel: dict[int, list] = {}
+        # expiry: keys by time bucket (deadline // WHEEL_S) to look at then
+        self._flow_wheel = _Wheel()
         self._expect_wheel: dict[int, list] = {}
         # endpoints (l4, addr, port) seen doing ICE/STUN or call media: later flows from the
         # same socket are call legs too.  Values are (app, category, call).
-        self.call_endpoints: dict[tuple[str, str, int], tuple[str, str, str]] = {}
+        self.call_endpoints: dict[tuple[str, str, int], tuple[str, str, str]] = _Table()
         self.sip_calls: dict[str, str] = {}  # SIP Call-ID -> call kind
 
     # -- expectations ------------------------------------------------------------------
@@ -167,9 +208,11 @@ class Classifier:
         tunnel = pkt.tunnel
         ts = pkt.ts
         l4 = p.l4
-        a = (p.src, p.sport)
-        b = (p.dst, p.dport)
-        canon = (l4, a, b, tunnel) if a <= b else (l4, b, a, tunnel)
+        src, sport, dst, dport = p.src, p.sport, p.dst, p.dport
+        if src < dst or (src == dst and sport <= dport):  # packet.canonical, inlined
+            canon = (l4, src, sport, dst, dport, tunnel)
+        else:
+            canon = (l4, dst, dport, src, sport, tunnel)
         f = self._flows.get(canon)
         if f is None:
             done = self._done
@@ -186,8 +229,7 @@ class Classifier:
             f = Flow(key=key, first_ts=ts, last_ts=ts, proto=p.proto)
             self.opened = True
             self._flows[canon] = f
-            self._flow_wheel.setdefault(
-                int((ts + IDLE_TIMEOUT.get(l4, DEFAULT_IDLE)) // WHEEL_S), []).append(canon)
+            self._flow_wheel.add(int((ts + IDLE_TIMEOUT.get(l4, DEFAULT_IDLE)) // WHEEL_S), canon)
             if l4 == "tcp" or l4 == "udp":
                 lab = self._expected(l4, p.src, p.sport, p.dst, p.dport, ts)
                 if lab is not None:
@@ -280,13 +322,18 @@ class Classifier:
         wheel = self._flow_wheel
         flows, done = self._flows, self._done
         left = budget
-        for bucket in sorted(b for b in wheel if b <= hi):
-            keys = wheel.pop(bucket)
+        start = hi - WHEEL_RING + 1 if wheel.next is None else max(wheel.next, hi - WHEEL_RING + 1)
+        wheel.next = hi + 1
+        for bucket in range(start, hi + 1):
+            lst = wheel.lists[bucket % WHEEL_RING]
+            n = len(lst)
             if left is not None:
-                if left < len(keys):
-                    wheel[bucket] = keys[left:]
-                    keys = keys[:left]
-                left -= len(keys)
+                if left < n:
+                    n = left
+                    wheel.next = bucket  # the rest of this bucket waits for the next call
+                left -= n
+            keys = lst[:n]
+            del lst[:n]
             for k in keys:
                 f = flows.get(k)
                 if f is not None:
@@ -303,7 +350,9 @@ class Classifier:
                     else:
                         del done[k]
                 else:
-                    wheel.setdefault(int((last + idle) // WHEEL_S), []).append(k)
+                    wheel.add(int((last + idle) // WHEEL_S), k)
+            if wheel.next == bucket:
+                break
         ewheel = self._expect_wheel
         expect = self._expect
         for bucket in [b for b in ewheel if b <= hi]:
@@ -390,6 +439,4 @@ class Classifier:
 
 
 def _canon(key: FlowKey) -> tuple:
-    a = (key.src, key.sport)
-    b = (key.dst, key.dport)
-    return (key.l4, a, b, key.tunnel) if a <= b else (key.l4, b, a, key.tunnel)
+    return canonical(key.l4, key.src, key.sport, key.dst, key.dport, key.tunnel)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import IO, Iterator
 
 from .engine import Classifier
-from .packet import Packet, parse_ip, sampled
+from .packet import Packet, canonical, parse_ip, sampled
 
 MAX_TUNNEL_DEPTH = 2
 GTPU_PORT = 2152
@@ -318,9 +318,8 @@ def classify_capture(path: str, *, max_packets: int = 8, snaplen: int = 1024,
     for pkt in unfed.values():
         clf.feed(pkt)
     for key, lab in clf.flush():
-        a, b = (key.src, key.sport), (key.dst, key.dport)
-        canon = (key.l4, a, b, key.tunnel) if a <= b else (key.l4, b, a, key.tunnel)
-        labels.setdefault(canon, lab)
+        labels.setdefault(canonical(key.l4, key.src, key.sport, key.dst, key.dport,
+                                    key.tunnel), lab)
     for canon, r in recs.items():
         lab = labels.get(canon)
         if lab is not None:

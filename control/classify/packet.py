@@ -78,12 +78,17 @@ class Parsed:
         return FlowKey(self.l4, self.src, self.sport, self.dst, self.dport, tunnel)
 
     def canonical(self, tunnel: tuple[str, int] | None = None) -> tuple:
-        """Direction-independent lookup key (lower endpoint first)."""
-        a = (self.src, self.sport)
-        b = (self.dst, self.dport)
-        if a <= b:
-            return (self.l4, a, b, tunnel)
-        return (self.l4, b, a, tunnel)
+        """Direction-independent lookup key (see :func:`canonical`)."""
+        return canonical(self.l4, self.src, self.sport, self.dst, self.dport, tunnel)
+
+
+def canonical(l4: str, src: str, sport: int, dst: str, dport: int,
+              tunnel: tuple[str, int] | None = None) -> tuple:
+    """A flow's direction-independent key: the lower endpoint first, in one flat tuple of
+    atoms (no nested tuples), which the cyclic GC stops tracking the first time it looks."""
+    if src < dst or (src == dst and sport <= dport):
+        return (l4, src, sport, dst, dport, tunnel)
+    return (l4, dst, dport, src, sport, tunnel)
 
 
 def _l4_fields(proto: int, buf: bytes, off: int, later_fragment: bool) -> tuple[int, int, bytes, int]:

@@ -216,3 +216,36 @@ def test_a_flow_first_seen_in_a_reply_keeps_its_initiator_as_the_client():
     (f,) = clf._flows.values()
     assert (f.key.src, f.key.sport, f.key.dport) == (CLIENT, 40000, 7777)
     assert f.samples[0].dir == 1
+
+
+def test_decided_flows_are_out_of_the_collectors_reach_once_the_sampler_froze_the_tables():
+    """The sampler freezes what exists when it starts (gc.freeze): the classifier's tables and
+    its ring of wheel buckets stay tracked, so they are frozen and never traversed again, and
+    what they come to hold (flat keys and records) is dropped by the first young collection."""
+    clf = Classifier()
+    gc.collect()
+    gc.freeze()
+    try:
+        for i in range(2000):
+            clf.feed(udp(DNS_QUERY, 1024 + i, 53, ts=1.0))
+            clf.feed(udp(b"\x80" * 20, 1024 + i, 7000, ts=1.0))
+        gc.collect(0)
+        collected = {id(o) for g in range(3) for o in gc.get_objects(g)}
+        tables = [clf._done, clf._flows, clf._expect, clf.call_endpoints, *clf._flow_wheel.lists]
+        assert not any(id(t) in collected for t in tables)
+        assert len(clf._done) + len(clf._flows) == 4000 and len(clf._flow_wheel) == 4000
+        assert not any(gc.is_tracked(k) for k in clf._done)
+        assert not any(gc.is_tracked(r) for r in clf._done.values())
+    finally:
+        gc.unfreeze()
+
+
+def test_a_clients_random_port_adds_no_port_rows_entry():
+    rows = netproto._TABLE
+    named = {port for _, port in rows._by_port}
+    clients = [p for p in range(20000, 30000) if p not in named][:3000]
+    rows._cache.clear()
+    for p in clients:
+        rows.rows("udp", (p, 9))
+        rows.rows("tcp", (443, p))
+    assert len(rows._cache) <= 4
