@@ -291,6 +291,7 @@ static __always_inline void sample(struct xdp_md *ctx, struct xg_pkt *p, struct 
 		s->hdr.cap_len = 0;
 	samples.ringbuf_submit(s, 0);
 	f->nsampled++;
+	f->flags |= XG_FF_SAMPLED;
 	xg_event(XG_E_SAMPLE_SENT);
 }
 
@@ -508,7 +509,9 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 	if (p.proto == IPPROTO_TCP)
 		f->tcp_flags[dir & 1] |= p.tcp_flags;
 
-	if (!fresh && !(f->flags & XG_FF_CLASSIFIED)) { /* no label can wait for a new flow */
+	/* a label can only wait in the mailbox for a flow the controller was sent a sample of
+	 * (not for a new flow, nor one without sampling, nor one whose samples were all lost) */
+	if ((f->flags & (XG_FF_CLASSIFIED | XG_FF_SAMPLED)) == XG_FF_SAMPLED && !fresh) {
 		struct xg_class *cl = mailbox.lookup(&key);
 		if (cl) {
 			f->app = cl->app;

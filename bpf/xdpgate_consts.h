@@ -113,6 +113,7 @@ enum xg_flow_flag {
 	XG_FF_EXPECTED = 2,   /* labelled at creation from an expectation (SDP) */
 	XG_FF_SAMPLE_LOST = 4, /* a sample of this flow was lost (ring buffer full) */
 	XG_FF_KEEP_SAMPLING = 8, /* labelled, but the controller wants its first packets still */
+	XG_FF_SAMPLED = 16,   /* a sample reached the ring buffer: a label may be in the mailbox */
 };
 
 /* Class flags (struct xg_class.flags). */

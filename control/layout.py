@@ -123,6 +123,7 @@ class FlowFlag(enum.IntFlag):
     EXPECTED = 2
     SAMPLE_LOST = 4
     KEEP_SAMPLING = 8
+    SAMPLED = 16
 
 
 CF_KEEP_SAMPLING = 1

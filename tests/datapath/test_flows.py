@@ -135,7 +135,8 @@ def test_the_flow_verdict_of_the_controller_overrides_the_rules(dp):
     from xdpgate.control import layout
 
     dp.apply("default: allow")
-    assert dp.run(T(dport=22)) == XDP_PASS
+    dp.config(sample_pkts=8, fail_closed=0)
+    assert dp.run(T(dport=22, flags="PA", payload=b"SSH-2.0-x\r\n")) == XDP_PASS  # sampled
     key, _ = only_flow(dp)
     dp.maps["mailbox"].set(key, layout.Class(app=0, category=0, call=0,
                                              override=Action.DROP, confidence=100))
@@ -144,6 +145,24 @@ def test_the_flow_verdict_of_the_controller_overrides_the_rules(dp):
                                                                   Verdict.DROP)
     assert dp.events()[Event.CLASS_APPLIED] == 1
     assert dp.maps["mailbox"].get(key) is None, "the label is taken, not left behind"
+
+
+def test_a_flow_the_controller_was_sent_no_sample_of_does_not_look_in_the_mailbox(dp):
+    """Only a sampled flow can have a label waiting: flows without sampling, and flows whose
+    samples were all lost or which sent only bare TCP segments so far, skip the lookup."""
+    from xdpgate.control import layout
+
+    dp.config(sample_pkts=8, fail_closed=0)
+    dp.run(T(dport=22, flags="S"))  # bare: counted in the budget, not sent
+    dp.config(sample_pkts=0, fail_closed=0)
+    dp.run(U(dport=53))
+    for key, _ in dp.flows():
+        dp.maps["mailbox"].set(key, layout.Class(app=0, category=0, call=0,
+                                                 override=Action.DROP, confidence=100))
+    assert dp.run(T(dport=22, flags="A")) == XDP_PASS
+    assert dp.run(U(dport=53)) == XDP_PASS
+    assert dp.events()[Event.CLASS_APPLIED] == 0
+    assert all(f.flags & layout.FlowFlag.SAMPLED == 0 for _, f in dp.flows())
 
 
 def test_an_sdp_expectation_labels_a_flow_from_its_first_packet_while_one_can_live(dp):
