@@ -5,7 +5,7 @@ are done once, outside the timed part), so the ratio is the classifier's cost pe
 Captures: every file under ../shared/datasets/ndpi-dev/pcap if present, else a synthetic
 capture generated here.  Last line: ``classify_pps=... portonly_pps=... ratio=...``.
 
-    python bench/bench_classify.py [CAPTURE ...] [--max-packets 8] [--snaplen 1024]
+    python bench/bench_classify.py [CAPTURE ...] [--max-packets 8] [--snaplen 1500]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from xdpgate.control.classify.engine import Classifier
-from xdpgate.control.classify.offline import _packets, decapsulate, link_to_ip
+from xdpgate.control.classify.offline import SNAPLEN, _packets, decapsulate, link_to_ip
 from xdpgate.control.classify.packet import Packet, parse_ip
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ndpi-dev" / "pcap"
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("captures", nargs="*")
     ap.add_argument("--max-packets", type=int, default=8)
-    ap.add_argument("--snaplen", type=int, default=1024)
+    ap.add_argument("--snaplen", type=int, default=SNAPLEN)
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args(argv)
     paths = a.captures

@@ -2,7 +2,7 @@
 verdict latency (p50/p99) at that rate, next to a port-only labeller in the same sampler path.
 
 Setup (all in this process's own namespace `xgb<pid>lca`, removed on exit):
-  * xdpgate loaded through the real loader (pin=False, default Sizes: ring buffer 1024 pages),
+  * xdpgate loaded through the real loader (pin=False, default Sizes: ring buffer 2048 pages),
     a `default: allow` policy applied through compile + apply, sample_pkts=8, and the program
     attached (native) to an idle veth so BPF_PROG_TEST_RUN is cheap (no dispatcher swap).
   * A generator *process* pinned to CPU 1 runs the real XDP program on distinct new flows

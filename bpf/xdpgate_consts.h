@@ -28,10 +28,12 @@
 #define XG_TUNNEL_DEPTH 1 /* tunnel levels opened: 0, 1 or 2 */
 #endif
 #ifndef XG_SAMPLE_BYTES
-#define XG_SAMPLE_BYTES 1024 /* bytes of the (inner) IP packet copied per sample */
+#define XG_SAMPLE_BYTES 1500 /* bytes of the (inner) IP packet copied per sample: a whole
+			      * packet of a 1500-byte MTU (QUIC Initials, ClientHellos with
+			      * post-quantum key shares, fill it) */
 #endif
 #ifndef XG_RINGBUF_PAGES
-#define XG_RINGBUF_PAGES 1024 /* sample ring buffer size in pages (power of two) */
+#define XG_RINGBUF_PAGES 2048 /* sample ring buffer size in pages (power of two) */
 #endif
 #ifndef XG_EXPECT_MAX
 #define XG_EXPECT_MAX 65536 /* expected media endpoints (from SDP) */

@@ -37,8 +37,8 @@ class Sizes:
     lpm4_max: int = 2097152
     lpm6_max: int = 1048576
     tunnel_depth: int = 1
-    sample_bytes: int = 1024
-    ringbuf_pages: int = 1024
+    sample_bytes: int = 1500
+    ringbuf_pages: int = 2048
     expect_max: int = 65536
     mailbox_max: int = 65536
 

@@ -18,10 +18,12 @@ import sys
 from dataclasses import dataclass
 from typing import IO, Iterator
 
+from ..layout import Sizes
 from .engine import Classifier
 from .packet import Packet, canonical, parse_ip, sampled
 
 MAX_TUNNEL_DEPTH = 2
+SNAPLEN = Sizes().sample_bytes  # what the data path copies of each sampled packet
 GTPU_PORT = 2152
 VXLAN_PORT = 4789
 
@@ -258,7 +260,7 @@ def _packets(path: str) -> Iterator[tuple[float, int, bytes]]:
             yield float(ts), lt, buf
 
 
-def classify_capture(path: str, *, max_packets: int = 8, snaplen: int = 1024,
+def classify_capture(path: str, *, max_packets: int = 8, snaplen: int = SNAPLEN,
                      classifier: Classifier | None = None) -> list[FlowRecord]:
     """Classify every flow of a capture; one record per flow in first-seen order."""
     clf = classifier if classifier is not None else Classifier(max_packets=max_packets)
