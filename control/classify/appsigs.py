@@ -11,12 +11,12 @@ from __future__ import annotations
 import struct
 
 from .base import Flow, GIVE_UP, Label, PortRows, Spec, app_label
+from .packet import MAY_BE_CUT
 
 SPEC = Spec("appsigs", frozenset({"udp", "tcp"}), needs_payload=True, max_packets=4,
             priority=46)
 
 _U32 = struct.Struct("!I")
-SNAP_CUT = 900  # a sample at least this long may have been cut by the sampler's snap length
 
 
 def _eaq(p: bytes) -> bool:
@@ -116,7 +116,7 @@ def _kcp(p: bytes) -> bool:
         if p[off + 4] != 81 and n:
             return False  # only push segments carry data
         off += 24 + n
-    return off == len(p) or (off > len(p) >= SNAP_CUT)  # the sample may be cut
+    return off == len(p) or (off > len(p) >= MAY_BE_CUT)  # the sample may be cut
 
 
 def _nintendo(p: bytes) -> bool:
@@ -317,8 +317,15 @@ def _irc(p: bytes) -> bool:
 
 
 def _mpegts(p: bytes) -> bool:
-    # MPEG transport stream over UDP: whole 188-byte packets, each with the 0x47 sync byte
-    return len(p) >= 188 and len(p) % 188 == 0 and all(p[i] == 0x47 for i in range(0, len(p), 188))
+    # MPEG transport stream over UDP: whole 188-byte packets, each with the 0x47 sync byte and
+    # no transport error; two packets or more (one sync byte alone is 1 in 256 of anything)
+    return len(p) >= 376 and len(p) % 188 == 0 and all(
+        p[i] == 0x47 and not p[i + 1] & 0x80 for i in range(0, len(p), 188))
+
+
+def _mpegts_one(p: bytes) -> bool:
+    # a single TS packet: sync byte, no transport error, a valid adaptation field control
+    return len(p) == 188 and p[0] == 0x47 and not p[1] & 0x80 and p[3] & 0x30 != 0
 
 
 def _openflow(p: bytes) -> bool:
@@ -429,6 +436,7 @@ TABLE: tuple = (
     ("irc", ("tcp",), None, _irc, 0.8),
     ("jrmi", ("tcp",), None, lambda p: p.startswith(b"JRMI\x00"), 0.9),
     ("mpeg-ts", ("udp",), None, _mpegts, 0.8),
+    ("mpeg-ts", ("udp",), None, _mpegts_one, 0.45),
     ("openflow", ("tcp",), {6633, 6653}, _openflow, 0.8),
     ("openwire", ("tcp",), None, lambda p: len(p) > 13 and p[5:13] == b"ActiveMQ", 0.9),
     ("postgresql", ("tcp",), None, _postgres_startup, 0.8),

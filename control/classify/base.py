@@ -129,10 +129,14 @@ class Flow:
         return self.key.dport
 
     def ports(self) -> tuple[int, int]:
-        return self.key.sport, self.key.dport
+        """The ports that may name the flow's service (see service_ports)."""
+        return service_ports(self.key.sport, self.key.dport)
 
     def has_port(self, *ports: int) -> bool:
-        return self.key.sport in ports or self.key.dport in ports
+        """Whether the service is on one of ``ports`` (the client's own port does not count
+        unless it may be the service's, see service_ports)."""
+        a, b = self.ports()
+        return a in ports or b in ports
 
     def payloads(self, direction: int | None = None) -> list[bytes]:
         return [s.payload for s in self.samples
@@ -151,6 +155,20 @@ class Flow:
     @property
     def last(self) -> Sample:
         return self.samples[-1]
+
+
+EPHEMERAL_MIN = 32768  # where Linux starts dynamic ports (IANA and Windows: 49152)
+
+
+def service_ports(cport: int, sport: int) -> tuple[int, int]:
+    """The ports that may name the service of a flow from port ``cport`` (the initiator's) to
+    ``sport``: the responder's; the initiator's too only when it is a well-known port or when
+    the responder's looks dynamic and the initiator's does not (the first packet seen may be a
+    reply). A client's own port is otherwise any number its OS or a NAT picked: matching on it
+    would call a web flow from port 11211 memcached."""
+    if cport < 1024 or (sport >= EPHEMERAL_MIN > cport):
+        return sport, cport
+    return sport, sport
 
 
 def app_label(app: str, reason: str, confidence: float, *, l4: str = "tcp",

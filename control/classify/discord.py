@@ -20,6 +20,6 @@ def match(flow: Flow, ctx) -> Label | None:
         typ, ln = struct.unpack_from("!HH", pl, 0)
         if typ in DISCOVERY_TYPES and ln == 70:
             lab = voip_label("discord", "discord-ip-discovery", 0.9)
-            ctx.remember_call_endpoint("udp", flow.key.src, flow.key.sport, lab)
+            ctx.remember_call_endpoint("udp", flow.key.src, flow.key.sport, lab, flow.last_ts)
             return lab
     return GIVE_UP if flow.npayload >= 2 else None

@@ -8,6 +8,7 @@ no clocks; time comes from the packets and from :meth:`Classifier.expire`.
 from __future__ import annotations
 
 import importlib
+import struct
 from dataclasses import dataclass
 
 from . import dispatch
@@ -24,9 +25,13 @@ MODULES: tuple[str, ...] = (
     "telegram", "wireguard", "openvpn", "netproto", "skinny", "qq", "appsigs", "viber",
 )
 
+# what a module may raise on a malformed or truncated payload (caught, never fatal)
+MALFORMED = (IndexError, ValueError, KeyError, UnicodeError, OverflowError, struct.error)
+
 IDLE_TIMEOUT = {"tcp": 300.0, "udp": 120.0}
 DEFAULT_IDLE = 60.0
 EXPECT_TTL = 120.0
+CALL_ENDPOINT_TTL = 300.0  # a socket seen doing ICE/STUN or call media stays a call leg this long
 WHEEL_S = 5.0  # width of an expiry time bucket
 # buckets in the ring of flow deadlines: the longest idle timeout, and one to grow into
 WHEEL_RING = int(max(*IDLE_TIMEOUT.values(), DEFAULT_IDLE) // WHEEL_S) + 2
@@ -161,8 +166,8 @@ class Classifier:
         self._flow_wheel = _Wheel()
         self._expect_wheel: dict[int, list] = {}
         # endpoints (l4, addr, port) seen doing ICE/STUN or call media: later flows from the
-        # same socket are call legs too.  Values are (app, category, call).
-        self.call_endpoints: dict[tuple[str, str, int], tuple[str, str, str]] = _Table()
+        # same socket are call legs too.  Values are (app, category, call, until).
+        self.call_endpoints: dict[tuple[str, str, int], tuple] = _Table()
         self.sip_calls: dict[str, str] = {}  # SIP Call-ID -> call kind
 
     # -- expectations ------------------------------------------------------------------
@@ -175,10 +180,14 @@ class Classifier:
             self._expect_wheel.setdefault(int(exp.expires // WHEEL_S), []).append(k)
         self.new_expectations.append(exp)
 
-    def remember_call_endpoint(self, l4: str, addr: str, port: int, label: Label) -> None:
+    def remember_call_endpoint(self, l4: str, addr: str, port: int, label: Label,
+                               ts: float) -> None:
+        """Later flows from or to ``addr:port`` (a socket seen doing ICE/STUN or call media)
+        are legs of the same call until CALL_ENDPOINT_TTL after ``ts``."""
         if len(self.call_endpoints) > 100_000:
             self.call_endpoints.clear()
-        self.call_endpoints[(l4, addr, port)] = (label.app, label.category, label.call)
+        self.call_endpoints[(l4, addr, port)] = (label.app, label.category, label.call,
+                                                 ts + CALL_ENDPOINT_TTL)
 
     def _expected(self, l4: str, src: str, sport: int, dst: str, dport: int,
                   ts: float) -> Label | None:
@@ -192,7 +201,7 @@ class Classifier:
         if eps:
             for ep in ((l4, src, sport), (l4, dst, dport)):
                 lab = eps.get(ep)
-                if lab is not None:
+                if lab is not None and lab[3] >= ts:
                     return Label(lab[0], lab[1], 0.7, "ice-endpoint", lab[2])
         return None
 
@@ -264,7 +273,7 @@ class Classifier:
                 continue
             try:
                 r = match(f, self)
-            except (IndexError, ValueError, KeyError, UnicodeError, OverflowError):
+            except MALFORMED:
                 r = GIVE_UP  # a malformed payload must not stop the flow's classification
             if r is None:
                 continue
@@ -274,7 +283,10 @@ class Classifier:
             if r.confidence >= DECIDE:
                 if learn is not None:
                     f.learner = learn
-                    learn(f, sample, self)
+                    try:
+                        learn(f, sample, self)
+                    except MALFORMED:
+                        pass  # what it cannot read, it does not learn
                 return self._decide(f, r, canon)
             if f.tentative is None or r.confidence >= f.tentative.confidence:
                 f.tentative = r
@@ -296,7 +308,10 @@ class Classifier:
         kf = rec[_REC_LEARNER + 2:]
         key = FlowKey(*kf)
         f = Flow(key=key, first_ts=ts, last_ts=ts, proto=p.proto, label=Label(*rec[_REC_LABEL]))
-        self._learners[name](f, _sample(key, p, pkt), self)
+        try:
+            self._learners[name](f, _sample(key, p, pkt), self)
+        except MALFORMED:
+            pass  # what it cannot read, it does not learn
         left -= 1
         self._done[canon] = (ts,) + rec[_REC_LABEL] + ((name, left) + kf if left > 0 else ())
 

@@ -200,7 +200,8 @@ TABLE: tuple = (
      0.8),
     ("netflow", "udp", {2055, 9995, 9996}, lambda p: len(p) >= 20 and p[:2] in (
         b"\0\x05", b"\0\x09", b"\0\x0a", b"\0\x01", b"\0\x07"), 0.8),
-    ("memcached", "udp", {11211}, _any, 0.6),
+    # memcached's UDP frame header: request id, sequence, datagram count, reserved zero
+    ("memcached", "udp", {11211}, lambda p: len(p) >= 8 and p[6:8] == b"\0\0", 0.6),
     ("ipp", "tcp", {631}, _text(b"POST /", b"GET /"), 0.6),
     ("amqp", "tcp", {5672}, _text(b"AMQP"), 0.9),
     ("postgresql", "tcp", {5432}, lambda p: len(p) >= 8 and p[4:8] in (

@@ -18,12 +18,10 @@ import sys
 from dataclasses import dataclass
 from typing import IO, Iterator
 
-from ..layout import Sizes
 from .engine import Classifier
-from .packet import Packet, canonical, parse_ip, sampled
+from .packet import SNAPLEN, Packet, canonical, parse_ip, sampled
 
 MAX_TUNNEL_DEPTH = 2
-SNAPLEN = Sizes().sample_bytes  # what the data path copies of each sampled packet
 GTPU_PORT = 2152
 VXLAN_PORT = 4789
 

@@ -11,6 +11,13 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from ..layout import Sizes
+
+SNAPLEN = Sizes().sample_bytes  # bytes of each sampled IP packet the classifier gets
+# A payload this long may have been cut at SNAPLEN (IP and transport headers take no more
+# than this difference in the packets that matter); a shorter one is whole.
+MAY_BE_CUT = SNAPLEN - 128
+
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17

@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 
 from .base import GIVE_UP, Flow, Label, Prefilter, Spec, first_bytes, voip_label
+from .packet import MAY_BE_CUT
 from .stun import HOST_CALL_APPS
 
 
@@ -60,7 +61,7 @@ def is_rtcp(pl: bytes) -> bool:
         if off == len(pl):
             return True
         if off > len(pl):
-            return len(pl) >= 900  # cut by the snap length
+            return len(pl) >= MAY_BE_CUT  # cut by the snap length
     return False
 
 

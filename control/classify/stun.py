@@ -122,6 +122,9 @@ def _messages(flow: Flow, pl: bytes) -> list[bytes]:
     return out
 
 
+WEB_PORTS = (80, 443)
+
+
 def match(flow: Flow, ctx) -> Label | None:
     pl = flow.last.payload
     st = flow.state
@@ -141,9 +144,11 @@ def match(flow: Flow, ctx) -> Label | None:
                 return voip_label("stun", "stun-header", 0.45)
             app, why = "stun", "stun-header"
         lab = voip_label(app, why, 0.9 if app != "stun" else 0.8)
-        ctx.remember_call_endpoint(flow.l4, flow.key.src, flow.key.sport, lab)
-        if flow.l4 == "udp":
-            ctx.remember_call_endpoint(flow.l4, flow.key.dst, flow.key.dport, lab)
+        ts = flow.last_ts
+        ctx.remember_call_endpoint(flow.l4, flow.key.src, flow.key.sport, lab, ts)
+        if flow.l4 == "udp" and flow.key.dport not in WEB_PORTS:
+            # a TURN relay's socket carries the call too; a web server's also serves QUIC
+            ctx.remember_call_endpoint(flow.l4, flow.key.dst, flow.key.dport, lab, ts)
         return lab
     if st.get("stun_seen"):
         return None  # other traffic (DTLS, RTP) interleaved with STUN: keep the tentative label

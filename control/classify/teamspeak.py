@@ -19,8 +19,15 @@ def match(flow: Flow, ctx) -> Label | None:
         return voip_label("teamspeak", "ts3-init", 0.95)
     if pl.startswith(TS2_PREFIXES):
         return voip_label("teamspeak", "ts2-header", 0.85)
-    if flow.l4 == "udp" and flow.has_port(*VOICE_PORTS) and len(pl) >= 11:
+    if flow.l4 == "udp" and flow.has_port(*VOICE_PORTS) and _ts3_header(pl, flow.last.dir):
         return voip_label("teamspeak", "ts3-port-header", 0.6)
     if flow.l4 == "tcp" and flow.has_port(*TCP_PORTS) and pl.startswith(b"TS3"):
         return voip_label("teamspeak", "ts3-query", 0.8)
     return GIVE_UP if flow.npayload >= 2 else None
+
+
+def _ts3_header(pl: bytes, direction: int) -> bool:
+    """A TeamSpeak 3 voice header: an 8-byte MAC, the packet id, the client id (towards the
+    server only), then a type byte whose low nibble is one of the nine packet types."""
+    at = 12 if direction == 0 else 10
+    return len(pl) > at and pl[at] & 0x0F <= 8

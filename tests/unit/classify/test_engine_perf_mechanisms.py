@@ -184,9 +184,16 @@ def test_prefix_cache_is_bounded():
     assert t.lookup("10.0.3.231") == "a"
 
 
-def test_flow_helpers_unchanged():
-    f = Flow(key=FlowKey("udp", CLIENT, 1, SERVER, 2), first_ts=0.0, last_ts=0.0)
-    assert f.ports() == (1, 2)
+def flow_between(cport: int, sport: int) -> Flow:
+    return Flow(key=FlowKey("udp", CLIENT, cport, SERVER, sport), first_ts=0.0, last_ts=0.0)
+
+
+def test_a_clients_own_port_names_no_service_unless_it_may_be_the_services():
+    assert flow_between(50000, 443).ports() == (443, 443)
+    assert not flow_between(11211, 443).has_port(11211)  # an OS or a NAT picked it
+    assert flow_between(53, 40000).ports() == (40000, 53)  # well-known: a reply seen first
+    assert flow_between(3306, 51000).has_port(3306)  # the responder's looks dynamic
+    assert not flow_between(40000, 50000).has_port(40000)
 
 
 def test_the_packet_budget_counts_packets_the_data_path_did_not_send():
