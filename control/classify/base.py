@@ -143,10 +143,15 @@ class Flow:
                 if s.payload and (direction is None or s.dir == direction)]
 
     def stream(self, direction: int, limit: int = 8192) -> bytes:
-        """The payload bytes of one direction concatenated in arrival order (no reordering)."""
+        """The payload bytes of one direction concatenated in arrival order (no reordering; a
+        segment equal to the one before it is taken for a retransmission and skipped)."""
         out = b""
+        prev = None
         for s in self.samples:
             if s.dir == direction and s.payload:
+                if s.payload == prev:
+                    continue
+                prev = s.payload
                 out += s.payload
                 if len(out) >= limit:
                     break

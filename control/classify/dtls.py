@@ -42,8 +42,10 @@ def match(flow: Flow, ctx) -> Label | None:
         if hit is not None and hit[0] in HOST_CALL_APPS:
             return voip_label(HOST_CALL_APPS[hit[0]], f"dtls+host:{hit[1]}", 0.75)
     sni = None
-    if pl[0] == 22 and len(pl) > 25:
-        r = parse_client_hello(pl[13:])
+    if pl[0] == 22 and len(pl) > 25 and pl[19:22] == b"\0\0\0":
+        # the first fragment of a handshake message: its 12-byte DTLS header less the
+        # message sequence and fragment fields is the TLS one
+        r = parse_client_hello(pl[13:17] + pl[25:])
         if r is not None:
             sni = r[0]
     if sni:

@@ -215,8 +215,9 @@ def match(flow: Flow, ctx) -> Label | None:
     s = flow.last
     pl = s.payload
     st = flow.state
-    if s.dir == 0 and len(pl) > 13 and pl[0] & 0x80 == 0 and pl[0] & 0x08 and \
-            pl[9:13] in GQUIC_VERSIONS:
+    if s.dir == 0 and len(pl) > 13 and (
+            (pl[0] & 0x80 == 0 and pl[0] & 0x08 and pl[9:13] in GQUIC_VERSIONS)  # Q043 and older
+            or (pl[0] & 0xC0 == 0xC0 and pl[1:5] in GQUIC_VERSIONS)):  # Q046+: long header
         sni = _gquic_sni(pl)
         return label_for_hello(flow, ctx, sni, [], "quic", 0.85)
     if s.dir != 0:

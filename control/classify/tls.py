@@ -168,8 +168,10 @@ def match(flow: Flow, ctx) -> Label | None:
             return GIVE_UP
         sni, alpn = r
         hs_len = int.from_bytes(hs[1:4], "big")
-        if sni is None and len(hs) < hs_len + 4 and flow.npayload < 4 and len(s.payload) > 1000:
-            return label_for_hello(flow, ctx, None, alpn, "tls", 0.45)  # wait for the rest
+        if sni is None and len(hs) < hs_len + 4 and flow.npayload < 4:
+            # the hello goes on in the next segment (a large key share, a small MSS, or a
+            # client splitting it on purpose): wait for the rest
+            return label_for_hello(flow, ctx, None, alpn, "tls", 0.45)
         lab = label_for_hello(flow, ctx, sni, alpn, "tls")
         if lab.app == "tls" and s.dir == 0:
             # the name told nothing: the server's certificate (clear up to TLS 1.2) may

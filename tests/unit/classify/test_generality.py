@@ -76,3 +76,40 @@ def test_teamspeak_port_needs_a_teamspeak_header():
     pl[12] = 0x0F  # no TS3 packet type
     lab = Classifier().feed(udp(bytes(pl), 40000, 9987, dst=SERVER))
     assert lab is None or lab.app != "teamspeak"
+
+
+def dtls_client_hello(sni: str) -> bytes:
+    """A DTLS 1.2 ClientHello in one record: its 12-byte handshake header and the cookie."""
+    from .test_web_and_p2p import client_hello
+
+    tls = client_hello(sni)
+    body = b"\xfe\xfd" + tls[6:38] + tls[38:39] + tls[39:39 + tls[38]] + b"\x00" + \
+        tls[39 + tls[38]:]
+    hs = b"\x01" + len(body).to_bytes(3, "big") + b"\x00\x00" + b"\x00\x00\x00" + \
+        len(body).to_bytes(3, "big") + body
+    return b"\x16\xfe\xfd" + bytes(8) + struct.pack("!H", len(hs)) + hs
+
+
+def test_the_sni_of_a_dtls_client_hello_names_the_call_app(clf):
+    lab = first_label(clf, [udp(dtls_client_hello("meet.google.com"), 40000, 19305)])
+    assert (lab.app, lab.category, lab.reason) == ("google-call", "voip",
+                                                   "dtls-sni:meet.google.com")
+
+
+def test_google_quic_046_in_the_long_header_names_its_sni(clf):
+    name = b"www.youtube.com"
+    chlo = b"CHLO" + struct.pack("<HH", 1, 0) + b"SNI\x00" + struct.pack("<I", len(name)) + name
+    pl = b"\xc3Q046\x50" + os.urandom(8) + b"\x00\x00\x00\x01" + os.urandom(12) + chlo
+    lab = first_label(clf, [udp(pl + bytes(1200 - len(pl)), 40000, 443)])
+    assert (lab.app, lab.reason) == ("youtube", "quic-sni:www.youtube.com")
+
+
+def test_a_client_hello_split_into_small_segments_still_gives_its_sni(clf):
+    from .test_web_and_p2p import client_hello, tls_record
+
+    rec = tls_record(client_hello("us04web.zoom.us") + bytes(0))
+    # the SNI lies in the second segment: split right after the record and handshake headers
+    a, b = rec[:60], rec[60:]
+    pkts = [tcp(a, 40000, 443, ts=1.0), tcp(a, 40000, 443, ts=1.2), tcp(b, 40000, 443, ts=1.3)]
+    lab = first_label(clf, pkts)  # with a retransmission of the first segment in between
+    assert (lab.app, lab.reason) == ("zoom", "tls-sni:us04web.zoom.us")
