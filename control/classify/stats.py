@@ -18,6 +18,9 @@ MIN_SHARE_IN_RANGE = 0.8
 CONFIDENCE = 0.35
 MIN_PER_DIRECTION = 2  # a call carries media both ways
 MAX_ZERO_SHARE = 0.25  # encrypted (SRTP-like) media is near-random: few zero bytes
+# codecs send a frame every 10, 20, 30, 40 or 60 ms (SDP ptime): the pace sits near a multiple
+PTIME_STEP = 0.01
+PTIME_SLACK = 0.0025
 
 
 def match(flow: Flow, ctx) -> Label | None:
@@ -39,6 +42,8 @@ def match(flow: Flow, ctx) -> Label | None:
     m = median(iats)
     if not IAT_RANGE[0] <= m <= IAT_RANGE[1]:
         return None
+    if abs(m - round(m / PTIME_STEP) * PTIME_STEP) > PTIME_SLACK:
+        return None  # a game's tick (15.6, 16.7, 33 ms), not a codec's frame time
     if _printable_share(samples) > 0.7:
         return None  # text protocol, not encrypted media
     if len({s.payload for s in samples}) < len(samples):

@@ -113,3 +113,23 @@ def test_a_client_hello_split_into_small_segments_still_gives_its_sni(clf):
     pkts = [tcp(a, 40000, 443, ts=1.0), tcp(a, 40000, 443, ts=1.2), tcp(b, 40000, 443, ts=1.3)]
     lab = first_label(clf, pkts)  # with a retransmission of the first segment in between
     assert (lab.app, lab.reason) == ("zoom", "tls-sni:us04web.zoom.us")
+
+
+def paced(tick_s: float, n: int = 8) -> list:
+    """Encrypted-looking datagrams both ways, one each way every tick."""
+    rnd = random.Random(3)
+    out = []
+    for i in range(n):
+        src, dst, sp, dp = ("10.1.0.2", SERVER, 40000, 40001)
+        if i % 2:
+            src, dst, sp, dp = dst, src, dp, sp
+        out.append(udp(bytes(rnd.getrandbits(8) for _ in range(120 + i)), sp, dp, src=src,
+                       dst=dst, ts=(i // 2) * tick_s + (i % 2) * 0.001))
+    return out
+
+
+def test_a_game_ticking_at_64_hz_is_not_a_call_by_its_statistics(clf):
+    lab = first_label(clf, paced(1 / 64))
+    assert lab is None or lab.reason != "voip-stats"
+    lab = first_label(Classifier(), paced(0.02))
+    assert (lab.category, lab.reason) == ("voip", "voip-stats"), "a 20 ms codec pace still is"
