@@ -52,7 +52,7 @@ HOST_SUFFIXES: dict[str, str] = {
     "aiv-cdn.net": "amazonvideo", "tv.apple.com": "appletvplus",
     "itunes.apple.com": "appleitunes", "music.apple.com": "appleitunes",
     # web
-    "google.com": "google", "google.it": "google", "google.co.uk": "google", "gstatic.com": "google",
+    "google.com": "google", "gstatic.com": "google",
     "googleapis.com": "googleservices", "googleusercontent.com": "google",
     "googlesyndication.com": "google", "googletagmanager.com": "google",
     "google-analytics.com": "google", "googleadservices.com": "google",
@@ -65,8 +65,8 @@ HOST_SUFFIXES: dict[str, str] = {
     "cloud.google.com": "googlecloud", "appspot.com": "googlecloud",
     "facebook.com": "facebook", "fbcdn.net": "facebook", "facebook.net": "facebook",
     "fbsbx.com": "facebook", "fb.com": "facebook", "instagram.com": "instagram",
-    "cdninstagram.com": "instagram", "amazon.com": "amazon", "amazon.it": "amazon",
-    "amazon.co.uk": "amazon", "amazon.de": "amazon", "media-amazon.com": "amazon",
+    "cdninstagram.com": "instagram", "amazon.com": "amazon",
+    "media-amazon.com": "amazon",
     "ssl-images-amazon.com": "amazon", "images-amazon.com": "amazon",
     "amazonaws.com": "amazonaws", "cloudfront.net": "amazonaws", "a2z.com": "amazon",
     "alexa.amazon.com": "amazonalexa", "amazonalexa.com": "amazonalexa",
@@ -106,10 +106,6 @@ HOST_SUFFIXES: dict[str, str] = {
     "dns.google": "doh-dot", "cloudflare-dns.com": "doh-dot", "dns.quad9.net": "doh-dot",
     "doh.opendns.com": "doh-dot", "dns.nextdns.io": "doh-dot", "mozilla.cloudflare-dns.com":
     "doh-dot", "dns.adguard.com": "doh-dot", "doh.cleanbrowsing.org": "doh-dot",
-    # resolvers of the public DNSCrypt/DoH resolver list that do not follow the naming shapes
-    "odvr.nic.cz": "doh-dot", "tiar.app": "doh-dot", "tiarap.org": "doh-dot",
-    "jarjar.meganerd.nl": "doh-dot", "rdns.faelix.net": "doh-dot", "alekberg.net": "doh-dot",
-    "ibksturm.synology.me": "doh-dot", "rumpelsepp.org": "doh-dot",
     # vpn
     "tunnelbear.com": "tunnelbear", "nordvpn.com": "nordvpn", "nordcdn.com": "nordvpn",
     "protonvpn.com": "protonvpn", "surfshark.com": "surfshark",
@@ -128,9 +124,9 @@ HOST_SUFFIXES: dict[str, str] = {
     "roblox.com": "roblox", "rbxcdn.com": "roblox", "tocaboca.com": "tocaboca",
     "gaijin.net": "gaijinentertainment", "warthunder.com": "gaijinentertainment",
     "mihoyo.com": "genshinimpact", "hoyoverse.com": "genshinimpact", "blizzard.com": "worldofwarcraft",
-    "battle.net": "worldofwarcraft", "i3d.net": "i3d", "cdn.unity3d.com": "unknown",
+    "battle.net": "worldofwarcraft", "i3d.net": "i3d",
     # cdns and trackers
-    "akamaihd.net": "unknown", "edgecastcdn.net": "edgecast", "cachefly.net": "cachefly",
+    "edgecastcdn.net": "edgecast", "cachefly.net": "cachefly",
     "scorecardresearch.com": "ads-analytic-track", "app-measurement.com": "ads-analytic-track",
     "adjust.com": "ads-analytic-track", "appsflyer.com": "ads-analytic-track",
     "branch.io": "ads-analytic-track",
@@ -144,8 +140,15 @@ HOST_SUFFIXES: dict[str, str] = {
     "dnscrypt.info": "dnscrypt",
 }
 
+# The vendors' country domains (google.de, google.co.jp, amazon.co.uk, ...).
+COUNTRY_DOMAINS: tuple[tuple[str, str], ...] = (
+    (r"(^|\.)google\.(com?\.)?[a-z]{2}$", "google"),
+    (r"(^|\.)amazon\.(com?\.)?[a-z]{2}$", "amazon"),
+)
+
 # Name shapes that say what a server is whatever its domain: DNS-over-HTTPS/TLS resolvers are
-# conventionally named doh.* / dns.* / dnsN.*.
+# conventionally named doh.* / dns.* / dnsN.*. Only a name the client asked a server for (TLS
+# SNI, QUIC) says that much: a name from a DNS answer may be any host called dns1.
 HOST_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"^(doh|dot)[0-9-]*\.|\.doh\.", "doh-dot"),
     (r"^dns[0-9]*\.[^.]+\.[^.]+", "doh-dot"),
@@ -176,8 +179,9 @@ VENDOR_PREFIXES: dict[str, str] = {
 }
 
 
-def app_for_host(name: str) -> str | None:
-    """The app a host name belongs to, by suffix on label boundaries, then by word."""
+def app_for_host(name: str, shapes: bool = True) -> str | None:
+    """The app a host name belongs to, by suffix on label boundaries, then by word, then (with
+    ``shapes``: a name a client asked for) by name shape."""
     if not name:
         return None
     name = name.lower().rstrip(".")
@@ -191,7 +195,7 @@ def app_for_host(name: str) -> str | None:
             return app
     import re
 
-    for pat, app in HOST_PATTERNS:
+    for pat, app in COUNTRY_DOMAINS + (HOST_PATTERNS if shapes else ()):
         if re.search(pat, name):
             return app
     return None
@@ -288,14 +292,14 @@ class HostKnowledge:
             self.names.clear()
         self.names[addr] = name.lower().rstrip(".")
 
-    def app_for_name(self, name: str) -> str | None:
+    def app_for_name(self, name: str, shapes: bool = True) -> str | None:
         if self._host_apps:
             parts = name.lower().rstrip(".").split(".")
             for i in range(len(parts)):
                 app = self._host_apps.get(".".join(parts[i:]))
                 if app:
                     return app
-        return app_for_host(name)
+        return app_for_host(name, shapes)
 
     def app_for_addr(self, addr: str) -> tuple[str, str] | None:
         """(app, how) for an address: operator prefix, learned name, or vendor range."""
@@ -304,7 +308,7 @@ class HostKnowledge:
             return app, "ip-list"
         name = self.names.get(addr)
         if name:
-            app = self.app_for_name(name)
+            app = self.app_for_name(name, shapes=False)
             if app:
                 return app, f"dns:{name}"
         app = self._builtin.lookup(addr)

@@ -344,10 +344,18 @@ def test_tls_without_a_useful_sni_is_named_by_the_certificate():
     assert (lab.app, lab.category) == ("tls", "web")
 
 
-def test_public_doh_resolver_names():
-    assert app_for_host("odvr.nic.cz") == "doh-dot"
+def test_doh_resolvers_by_name_shape_only_where_a_client_asked_for_the_name():
     assert app_for_host("resolver-eu.lelux.fi") == "doh-dot"
+    assert app_for_host("dns1.isp.example.net") == "doh-dot"  # an SNI
+    assert app_for_host("dns1.isp.example.net", shapes=False) is None  # a DNS answer's name
     assert app_for_host("resolvers.example.com") != "doh-dot"
+
+
+def test_the_vendors_country_domains_are_theirs():
+    assert app_for_host("www.google.de") == "google"
+    assert app_for_host("adservice.google.com.br") == "google"
+    assert app_for_host("www.amazon.co.jp") == "amazon"
+    assert app_for_host("google.example.org") is None
 
 
 # -- PPP and Cisco HDLC captures -----------------------------------------------------------
