@@ -33,10 +33,11 @@ APP_ATTRS: dict[int, str] = {
     0x0103: "zoom",
     0x4000: "whatsapp-call", 0x4001: "whatsapp-call", 0x4002: "whatsapp-call",
     0x4003: "whatsapp-call", 0x4004: "whatsapp-call", 0x4007: "whatsapp-call",
-    0xFF03: "google-call", 0xC057: "google-call",  # GOOG-NETWORK-INFO
-    0xC058: "google-call", 0xC059: "google-call", 0xC05A: "google-call",
-    0xC060: "google-call",  # GOOG-MISC-INFO
 }
+# libwebrtc's own attributes (GOOG-NETWORK-INFO 0xC057, GOOG-MISC-INFO 0xC060, ...): every
+# WebRTC app sends them, Chrome tabs, Meet, Discord, Signal and Messenger alike, so they say
+# "a WebRTC call", not whose
+WEBRTC_ATTRS = frozenset({0xFF03, 0xC057, 0xC058, 0xC059, 0xC05A, 0xC060})
 # REALM / SOFTWARE text -> app
 TEXT_APPS: tuple[tuple[bytes, str], ...] = (
     (b"google.com", "google-call"), (b"signal.org", "signal-call"),

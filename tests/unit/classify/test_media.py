@@ -37,8 +37,11 @@ def test_stun_with_ms_candidate_identifier_is_teams(clf):
     assert lab.reason.startswith("stun-attr:")
 
 
-def test_stun_with_google_attribute_is_google_call(clf):
+def test_libwebrtcs_own_attribute_says_a_webrtc_call_not_whose(clf):
     lab = first_label(clf, [udp(stun(attrs=[(0xC057, b"\x00\x01\x00\x0a")]), 50000, 19305)])
+    assert (lab.app, lab.category) == ("stun", "voip")  # Discord, Signal, Messenger send it too
+    lab = first_label(Classifier(), [udp(stun(0x0003, [(0xC057, b"\x00\x01\x00\x0a"),
+                                                        (0x0014, b"google.com")]), 50000, 19305)])
     assert lab.app == "google-call"
 
 
