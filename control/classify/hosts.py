@@ -166,9 +166,14 @@ HOST_WORDS: tuple[tuple[str, str], ...] = (
 
 # Address ranges the vendors publish for their real-time media / relay servers.
 VENDOR_PREFIXES: dict[str, str] = {
-    "91.108.0.0/16": "telegram", "149.154.160.0/20": "telegram", "95.161.64.0/20": "telegram",
-    "2001:67c:4e8::/48": "telegram", "2001:b28:f23d::/48": "telegram",
-    "52.112.0.0/14": "skype-teams", "52.120.0.0/14": "skype-teams",
+    # Telegram's published list (core.telegram.org/resources/cidr.txt)
+    "91.108.4.0/22": "telegram", "91.108.8.0/22": "telegram", "91.108.12.0/22": "telegram",
+    "91.108.16.0/22": "telegram", "91.108.20.0/22": "telegram", "91.108.56.0/22": "telegram",
+    "91.105.192.0/23": "telegram", "149.154.160.0/20": "telegram", "185.76.151.0/24": "telegram",
+    "95.161.64.0/20": "telegram", "2001:67c:4e8::/48": "telegram",
+    "2001:b28:f23c::/47": "telegram", "2001:b28:f23f::/48": "telegram", "2a0a:f280::/32": "telegram",
+    # Microsoft 365 endpoints, Teams media (ID 11)
+    "13.107.64.0/18": "skype-teams", "52.112.0.0/14": "skype-teams", "52.122.0.0/15": "skype-teams",
     "2603:1063::/38": "skype-teams",
     "66.22.192.0/18": "discord",
     "3.7.35.0/25": "zoom", "3.21.137.128/25": "zoom", "3.22.11.0/24": "zoom",
