@@ -3,7 +3,7 @@
 # a Debian 12 root (debootstrap) with linux-image-amd64, its headers, python3-bpfcc and a venv
 # with this checkout, booted in QEMU; its init runs `pytest tests/datapath` and powers off.
 # The verifier of 6.1 is stricter in places than newer ones (it refused every stage once), so
-# this is the check to run after changing bpf/. Not part of CI: it takes 15-30 minutes (QEMU
+# this is the check to run after changing bpf/. Not part of CI: it takes 10-30 minutes (QEMU
 # emulates the CPU where KVM cannot boot a stock kernel).
 #   sudo bash vagrant/kernel-6.1-check.sh [WORK_DIR]      (default /var/tmp/xdpgate-k61)
 # Exit status: pytest's inside the VM (2 if the VM printed no result).
