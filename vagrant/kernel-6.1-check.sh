@@ -6,6 +6,7 @@
 # this is the check to run after changing bpf/. Not part of CI: it takes 10-30 minutes (QEMU
 # emulates the CPU where KVM cannot boot a stock kernel).
 #   sudo bash vagrant/kernel-6.1-check.sh [WORK_DIR]      (default /var/tmp/xdpgate-k61)
+#   XG_K61_TESTS="tests/datapath tests/netns" ...        (what pytest runs; default tests/datapath)
 # Exit status: pytest's inside the VM (2 if the VM printed no result).
 set -euo pipefail
 
@@ -45,7 +46,8 @@ if [ ! -x "$root/opt/venv/bin/python" ]; then
 	in_root 'apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates &&
 		update-ca-certificates >/dev/null &&
 		apt-get install -y -qq --no-install-recommends linux-image-amd64 linux-headers-amd64 \
-			python3-bpfcc python3-venv python3-pip iproute2 initramfs-tools kmod udev &&
+			python3-bpfcc python3-venv python3-pip iproute2 iputils-ping nftables ipset \
+			ethtool procps initramfs-tools kmod udev &&
 		python3 -m venv --system-site-packages /opt/venv' >"$work/apt.log" 2>&1
 fi
 
@@ -55,7 +57,8 @@ mkdir -p "$root/opt/xdpgate"
 git -C "$repo" archive HEAD | tar -x -C "$root/opt/xdpgate"
 in_root "/opt/venv/bin/pip install -q '/opt/xdpgate[test]'" >"$work/pip.log" 2>&1
 
-cat >"$root/opt/k61-init.sh" <<'EOF'
+tests=${XG_K61_TESTS:-tests/datapath}
+cat >"$root/opt/k61-init.sh" <<EOF
 #!/bin/sh
 # PID 1 of the check VM: what bcc and the tests need, the tests, power off.
 export PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
@@ -63,10 +66,10 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>
 mkdir -p /dev/pts /run /tmp; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp; mount -t bpf bpf /sys/fs/bpf; mount -o remount,rw /
 ip link set lo up
-echo "### kernel $(uname -r)" > /dev/ttyS0
+echo "### kernel \$(uname -r)" > /dev/ttyS0
 cd /opt/xdpgate
-python -m pytest -q -p no:cacheprovider tests/datapath > /tmp/pytest.txt 2>&1
-echo "### pytest rc=$?" >> /tmp/pytest.txt
+python -m pytest -q -p no:cacheprovider $tests > /tmp/pytest.txt 2>&1
+echo "### pytest rc=\$?" >> /tmp/pytest.txt
 tail -40 /tmp/pytest.txt > /dev/ttyS0
 echo "### done" > /dev/ttyS0
 echo 1 > /proc/sys/kernel/sysrq; echo o > /proc/sysrq-trigger
