@@ -277,6 +277,7 @@ class PortLabeller:
     def __init__(self) -> None:
         self.new_expectations: list = []
         self.opened = False  # the last feed() saw a flow's first sample (the sampler asks)
+        self.decided_before = None  # (the sampler asks this too; never sends a label again)
         self._seen: dict[tuple, None] = {}
         self.unknown = Label("unknown", "unknown", 0.0, "no-match")
         self.labels = {p: Label(a, c, 0.3, "port") for p, (a, c) in PORT_APPS.items()}
@@ -360,9 +361,9 @@ class CountingSink(LabelSink):
         super().__init__(maps)
         self.n = 0
 
-    def label(self, key, lab, first_ts_ns=None) -> None:  # type: ignore[override]
-        super().label(key, lab, first_ts_ns)
-        self.n += 1
+    def label(self, key, lab, first_ts_ns=None, count=True) -> None:  # type: ignore[override]
+        super().label(key, lab, first_ts_ns, count)
+        self.n += count
 
 
 class Harness:

@@ -102,15 +102,18 @@ class LabelSink:
             self._cls[k] = b
         return b
 
-    def label(self, key: layout.FlowKey | bytes, lab: Any, first_ts_ns: int | None = None) -> None:
-        """Queue ``lab`` for the flow ``key`` (a layout.FlowKey or its bytes)."""
+    def label(self, key: layout.FlowKey | bytes, lab: Any, first_ts_ns: int | None = None,
+              count: bool = True) -> None:
+        """Queue ``lab`` for the flow ``key`` (a layout.FlowKey or its bytes); ``count``: a
+        flow labelled for the first time (not a label sent again)."""
         if not self._keys:
             self._queued_ns = mono_ns()
         self._keys.append(key if isinstance(key, bytes) else bytes(key))
         self._vals.append(self.class_bytes(lab.app, lab.category, lab.call, lab.confidence))
         self._first.append(first_ts_ns or 0)
-        self.flows_by_app[lab.app] += 1
-        self.flows_by_cat[lab.category] += 1
+        if count:
+            self.flows_by_app[lab.app] += 1
+            self.flows_by_cat[lab.category] += 1
         if len(self._keys) >= MAILBOX_BATCH:
             self.flush()
 
@@ -198,6 +201,9 @@ class Sampler:
         # latency runs from the flow's first sample (bare TCP segments before it are not sent)
         if lab is not None:
             self.sink.label(kb, lab, ts_ns if clf.opened else self._first_ts.pop(kb, None))
+        elif clf.decided_before is not None and clf.decided_before.app not in KEEP_SAMPLING_APPS:
+            # the label did not stick (the flow table made the entry anew): send it again
+            self.sink.label(kb, clf.decided_before, count=False)
         elif clf.opened:
             first = self._first_ts
             first[kb] = ts_ns

@@ -152,6 +152,10 @@ class Classifier:
         self.knowledge = knowledge if knowledge is not None else HostKnowledge()
         self.new_expectations: list[Expectation] = []
         self.opened = False  # the last feed() opened a flow (its first sample)
+        # the last feed() was a sample of a flow decided before: its label (the data path
+        # samples a labelled flow only while the label waits in the mailbox, or when the flow
+        # table evicted the entry and made it anew, label lost)
+        self.decided_before: Label | None = None
         # (l4, addr, port) -> (app, category, call, expires): flat, untracked by the GC
         self._expect: dict[tuple[str, str, int], tuple] = _Table()
         self._flows: dict[tuple, Flow] = _Table()  # flows still being classified
@@ -209,6 +213,7 @@ class Classifier:
     def feed(self, pkt: Packet) -> Label | None:
         """Account one packet; return its flow's label the first time it is decided."""
         self.opened = False
+        self.decided_before = None
         p = parse_ip(pkt.data)
         if p is None:
             return None
@@ -227,6 +232,7 @@ class Classifier:
             done = self._done
             rec = done.get(canon)
             if rec is not None:  # decided: learn from it if its module wants, else keep it alive
+                self.decided_before = Label(*rec[_REC_LABEL])
                 if len(rec) > _REC_LEARNER:
                     self._learn(canon, rec, p, pkt)
                 else:

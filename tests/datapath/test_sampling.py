@@ -153,3 +153,41 @@ def test_inside_a_tunnel_the_inner_segment_decides(sampling, ring, wrap):
 def test_the_offline_rule_is_the_data_paths(seq, frame, sent):
     p = parse_ip(bytes(frame)[14:])
     assert sampled(p, seq, 8) is sent
+
+
+BT_HANDSHAKE = b"\x13BitTorrent protocol" + bytes(8) + b"\x11" * 20 + b"-XG0001-" + b"7" * 12
+
+
+def test_a_flow_the_table_evicted_and_made_anew_gets_its_label_again(sampling, ring):
+    """The label lives in the flow entry: when the LRU table evicts an active flow, its next
+    packet makes a new, unlabelled entry. The classifier remembers the flow as decided and
+    the sampler sends the label again, so `category: p2p -> drop` still holds for it."""
+    from xdpgate.control.classify.engine import Classifier
+    from xdpgate.control.classify.taxonomy import app_id
+    from xdpgate.control.sampler import Sampler
+
+    smp = Sampler(None, sampling.maps, classifier=Classifier())
+
+    def feed_the_sampler():
+        for hdr, data in ring.take():
+            smp.handle(hdr, data)
+        smp.sink.flush()
+
+    def app_of_the_flow():
+        (_, flow), = sampling.flows()
+        return flow.app
+
+    hs = T(fr.C4, fr.S4, 40000, 6881, flags="PA", payload=BT_HANDSHAKE)
+    sampling.run(hs)
+    feed_the_sampler()
+    sampling.run(T(fr.C4, fr.S4, 40000, 6881, flags="A"))
+    assert app_of_the_flow() == app_id("bittorrent")
+    assert smp.sink.flows_by_app["bittorrent"] == 1
+    for key, _ in sampling.flows():  # the table evicts it
+        sampling.maps["flows"].delete(key)
+    sampling.run(T(fr.C4, fr.S4, 40000, 6881, flags="PA", payload=b"\x00\x00\x00\x01\x02"))
+    assert app_of_the_flow() == 0
+    feed_the_sampler()
+    sampling.run(T(fr.C4, fr.S4, 40000, 6881, flags="A"))
+    assert app_of_the_flow() == app_id("bittorrent")
+    assert smp.sink.flows_by_app["bittorrent"] == 1, "a label sent again is no new flow"
