@@ -64,6 +64,7 @@ from bench import common as C  # noqa: E402
 from xdpgate.control import bpfsys, layout  # noqa: E402
 from xdpgate.control.classify.base import Label  # noqa: E402
 from xdpgate.control.classify.engine import Classifier  # noqa: E402
+from xdpgate.control.classify.packet import parse_ip, sampled  # noqa: E402
 from xdpgate.control.sampler import LabelSink, Sampler  # noqa: E402
 
 SERVER = {"dns": "192.0.2.53", "sip": "192.0.2.60", "stun": "192.0.2.78", "rtp": "192.0.2.90",
@@ -303,8 +304,6 @@ class PortLabeller:
 def sent(frame: bytes, seq: int) -> bool:
     """Whether the data path samples this frame, packet number ``seq`` of its flow (bare TCP
     segments are counted, not sent: packet.sampled)."""
-    from xdpgate.control.classify.packet import parse_ip, sampled
-
     return sampled(parse_ip(frame[14:]), seq, 8)
 
 

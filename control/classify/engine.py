@@ -160,7 +160,6 @@ class Classifier:
         self._expect: dict[tuple[str, str, int], tuple] = _Table()
         self._flows: dict[tuple, Flow] = _Table()  # flows still being classified
         self._done: dict[tuple, tuple] = _Table()  # decided flows: canon key -> flat record
-        self._frags: dict[tuple, tuple] = {}
         self._mods = registry()
         self._dispatch = dispatch_tables()
         self._learners = {m.spec.name: m.learn for mods in self._mods.values() for m in mods
@@ -222,11 +221,7 @@ class Classifier:
         tunnel = pkt.tunnel
         ts = pkt.ts
         l4 = p.l4
-        src, sport, dst, dport = p.src, p.sport, p.dst, p.dport
-        if src < dst or (src == dst and sport <= dport):  # packet.canonical, inlined
-            canon = (l4, src, sport, dst, dport, tunnel)
-        else:
-            canon = (l4, dst, dport, src, sport, tunnel)
+        canon = canonical(l4, p.src, p.sport, p.dst, p.dport, tunnel)
         f = self._flows.get(canon)
         if f is None:
             done = self._done
