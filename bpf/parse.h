@@ -42,7 +42,7 @@ struct xg_cursor {
 struct xg_pkt {
 	__u32 src[4];
 	__u32 dst[4];
-	__u32 osrc[4]; /* outermost IP header's addresses */
+	__u32 osrc[4]; /* outermost IP header's addresses; set only when tun_type != 0 */
 	__u32 odst[4];
 	__u16 sport; /* network order, 0 if none */
 	__u16 dport;
@@ -59,7 +59,7 @@ struct xg_pkt {
 	__u32 ip_len;  /* innermost IP packet length per its header */
 	__u32 l2_off;  /* offset of the outermost IP header (after Ethernet and VLAN tags) */
 	__u32 l3_hlen; /* innermost IP header length, IPv4 options or IPv6 extensions included */
-};
+} __attribute__((aligned(8)));
 
 struct xg_vlan_hdr {
 	__be16 tci;
@@ -90,14 +90,13 @@ static __always_inline int parse_eth(struct xg_cursor *c)
 /* The addresses of an IPv4 header, as IPv4-mapped IPv6 (::ffff:a.b.c.d), and its length. */
 static __always_inline void pkt_addrs4(struct xg_pkt *p, struct iphdr *ip, __u32 tot)
 {
-	p->src[0] = 0;
-	p->src[1] = 0;
-	p->src[2] = bpf_htonl(0xffff);
-	p->src[3] = ip->saddr;
-	p->dst[0] = 0;
-	p->dst[1] = 0;
-	p->dst[2] = bpf_htonl(0xffff);
-	p->dst[3] = ip->daddr;
+	/* 8-byte stores: the flow key is copied from here with 8-byte loads, and a load
+	 * spanning two narrower stores cannot be forwarded from the store buffer */
+	__u64 *s = (__u64 *)p->src, *d = (__u64 *)p->dst;
+	s[0] = 0;
+	s[1] = (__u64)bpf_htonl(0xffff) | ((__u64)ip->saddr << 32);
+	d[0] = 0;
+	d[1] = (__u64)bpf_htonl(0xffff) | ((__u64)ip->daddr << 32);
 	p->is_v6 = 0;
 	p->ip_len = tot;
 }
@@ -207,6 +206,7 @@ static __always_inline int parse_l4(struct xg_cursor *c, struct xg_pkt *p)
 	p->dport = 0;
 	p->has_ports = 0;
 	p->l4_hlen = 0;
+	p->tcp_flags = 0;
 	if (p->proto == IPPROTO_TCP) {
 		struct tcphdr *t = c->pos;
 		if ((void *)(t + 1) > c->end)
@@ -431,6 +431,8 @@ static __always_inline int parse_level(struct xg_cursor *c, struct xg_pkt *p, in
 	p->has_ports = 0;
 	p->sport = 0;
 	p->dport = 0;
+	p->tcp_flags = 0;
+	p->l4_hlen = 0;
 	if (p->frag_later)
 		return 0;
 	int open = may_open && !p->fragmented;

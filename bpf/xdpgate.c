@@ -282,8 +282,8 @@ static __always_inline void sample(struct xdp_md *ctx, struct xg_pkt *p, struct 
 	s->hdr.wire_len = p->ip_len;
 	s->hdr.dir = dir;
 	s->hdr.seq = f->nsampled;
-	__builtin_memcpy(s->hdr.outer_src, p->osrc, 16);
-	__builtin_memcpy(s->hdr.outer_dst, p->odst, 16);
+	__builtin_memcpy(s->hdr.outer_src, p->tun_type ? p->osrc : p->src, 16);
+	__builtin_memcpy(s->hdr.outer_dst, p->tun_type ? p->odst : p->dst, 16);
 	/* The helper's length must be provably in [1, XG_SAMPLE_BYTES]. Debian 12's 6.1
 	 * verifier learns no lower bound from `len != 0`, so the range is built from len - 1
 	 * (the empty asm keeps the compiler from folding it back into a test of len). */
@@ -342,7 +342,7 @@ static __always_inline int xg_level(struct xdp_md *ctx, struct xg_stage *st, __u
 	struct xg_cursor c = {.pos = data + off, .end = data_end};
 	sc->p.l3_off = off;
 	int r = parse_level(&c, &sc->p, sc->et, pol->tunnels, lvl < XG_TUNNEL_DEPTH);
-	if (lvl == 0) {
+	if (lvl == 0 && r > 0) {
 		__builtin_memcpy(sc->p.osrc, sc->p.src, 16);
 		__builtin_memcpy(sc->p.odst, sc->p.dst, 16);
 	}
@@ -380,8 +380,10 @@ int xdpgate_main(struct xdp_md *ctx)
 	if (xg_enter(&st))
 		return XDP_PASS;
 	struct xg_scratch *sc = st.sc;
-	__builtin_memset(&sc->p, 0, sizeof(sc->p));
-	__builtin_memset(&sc->key, 0, sizeof(sc->key));
+	/* the parsers write every field of sc->p they set on every path, except the tunnel
+	 * fields (and osrc/odst, which are read only when tun_type is set) */
+	sc->p.tun_type = 0;
+	sc->p.tun_id = 0;
 
 	struct xg_cursor c = {.pos = data, .end = data_end};
 	int et = parse_eth(&c);
@@ -439,6 +441,7 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 	}
 	key.proto = p.proto;
 	key.tun_type = p.tun_type;
+	key.pad = 0;
 	key.tun_id = p.tun_id;
 
 	/* the coarse clock is enough for flow ages, expectations and the heartbeat */
@@ -454,8 +457,13 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 		nf.override = XG_ACT_NONE;
 		nf.action[0] = XG_ACT_NONE;
 		nf.action[1] = XG_ACT_NONE;
-		__builtin_memcpy(nf.outer_a, a_is_src ? p.osrc : p.odst, 16);
-		__builtin_memcpy(nf.outer_b, a_is_src ? p.odst : p.osrc, 16);
+		if (p.tun_type) {
+			__builtin_memcpy(nf.outer_a, a_is_src ? p.osrc : p.odst, 16);
+			__builtin_memcpy(nf.outer_b, a_is_src ? p.odst : p.osrc, 16);
+		} else {
+			__builtin_memcpy(nf.outer_a, key.addr_a, 16);
+			__builtin_memcpy(nf.outer_b, key.addr_b, 16);
+		}
 		/* an endpoint announced by SDP labels the flow from its first packet */
 		__u32 zero = 0;
 		__u64 *live = expect_live.lookup(&zero);
