@@ -17,6 +17,10 @@ CPU), the figure is the rate of sender + filter together; when received < sent, 
 overflowed (the receiver was the bottleneck), when they are equal the pair ran in lock-step
 and the sender's cost is part of every figure (the ratios then understate differences).
 
+Two more cases put the targets in context: the floor program (common.FLOOR_C: parse + the
+same LRU flow table, no policy) and the floor with a set-associative table in an array
+(the cheapest table bench_flowtable measures).
+
 Each case runs --seconds per round, cases interleaved, --rounds rounds, median reported.
 Targets (issue 3): xdpgate >= 0.9x bare and >= 1.15x nftables.
 
@@ -142,7 +146,7 @@ def main() -> None:
     t_start = time.perf_counter()
     C.log(f"# bench_droprate: {args.flows} flows, {args.size}-byte frames, {args.seconds}s x "
           f"{args.rounds} rounds per case, kernel {os.uname().release}, {os.cpu_count()} cpus")
-    bare = flt = snd = floor = None
+    bare = flt = snd = floor = floor_sa = None
     with C.Lab("dr") as lab:
         nftd = NftDrop(lab)
         try:
@@ -154,6 +158,7 @@ def main() -> None:
             pol.apply(policy(args.rules))
             snd = Sender(lab, args.flows, args.size)
             floor = C.floor_prog(layout.Sizes().flow_max)
+            floor_sa = C.floor_prog(layout.Sizes().flow_max, "setassoc")
 
             def case_bare() -> tuple:
                 C.attach_fd(lab.ns_b, lab.b, bare.fd)
@@ -167,12 +172,16 @@ def main() -> None:
                 C.attach_fd(lab.ns_b, lab.b, floor.fd)
                 return (floor.drops, lambda: C.attach_fd(lab.ns_b, lab.b, -1))
 
+            def case_floor_sa() -> tuple:
+                C.attach_fd(lab.ns_b, lab.b, floor_sa.fd)
+                return (floor_sa.drops, lambda: C.attach_fd(lab.ns_b, lab.b, -1))
+
             def case_nft() -> tuple:
                 nftd.add()
                 return (nftd.drops, nftd.remove)
 
-            cases = {"bare": case_bare, "floor": case_floor, "xdpgate": case_xdpgate,
-                     "nft": case_nft}
+            cases = {"bare": case_bare, "floor": case_floor, "floor_sa": case_floor_sa,
+                     "xdpgate": case_xdpgate, "nft": case_nft}
             res: dict[str, list] = {k: [] for k in cases}
             sent: dict[str, list] = {k: [] for k in cases}
             for r in range(args.rounds):
@@ -208,7 +217,8 @@ def main() -> None:
             C.log(f"bottleneck: {bottleneck}")
             x_b, x_n = med["xdpgate"] / med["bare"], med["xdpgate"] / med["nft"]
             C.log(f"floor (parse + a flow table, no policy): {med['floor'] / med['bare']:.2f}x "
-                  f"bare; xdpgate {med['xdpgate'] / med['floor']:.2f}x the floor")
+                  f"bare; xdpgate {med['xdpgate'] / med['floor']:.2f}x the floor; the floor with a "
+                  f"set-associative table (bench_flowtable) {med['floor_sa'] / med['bare']:.2f}x bare")
             C.log(f"targets: xdpgate >= 0.9x bare: {'met' if x_b >= 0.9 else 'NOT met'}; "
                   f">= 1.15x nft: {'met' if x_n >= 1.15 else 'NOT met'}")
             C.log(f"runtime {time.perf_counter() - t_start:.0f}s")
@@ -217,6 +227,7 @@ def main() -> None:
                 "nft_mpps": med["nft"] / 1e6, "xdpgate_over_bare": x_b, "xdpgate_over_nft": x_n,
                 "floor_mpps": med["floor"] / 1e6, "floor_over_bare": med["floor"] / med["bare"],
                 "xdpgate_over_floor": med["xdpgate"] / med["floor"],
+                "floor_setassoc_over_bare": med["floor_sa"] / med["bare"],
                 "sender_mpps_bare": smed["bare"] / 1e6, "sender_mpps_xdpgate": smed["xdpgate"] / 1e6,
                 "sender_mpps_nft": smed["nft"] / 1e6, "flows": args.flows, "frame_bytes": args.size,
             }))
@@ -225,7 +236,7 @@ def main() -> None:
                 nftd.remove()
             except Exception:
                 pass
-            for o in (snd, flt, bare, floor):
+            for o in (snd, flt, bare, floor, floor_sa):
                 if o is not None:
                     o.close()
 

@@ -266,20 +266,42 @@ class FlowGen:
 # IPv6 (no options, tags or extension headers), TCP/UDP ports, the same canonical 44-byte key
 # and 120-byte entry in an LRU hash of the same size, the entry's counters, one per-CPU
 # counter; no policy at all. Established and new flows are measured as for xdpgate.
+# TABLE picks the flow table (FLOOR_TABLES); the floor proper is TABLE=1, xdpgate's own
+# design. bench_flowtable compares the others.
+FLOOR_TABLES = {"none": 0, "lru": 1, "lru-percpu": 2, "setassoc": 3}
 FLOOR_C = r"""
 #include <uapi/linux/if_ether.h>
 #include <uapi/linux/ip.h>
 #include <uapi/linux/ipv6.h>
 struct key { u32 a[4]; u32 b[4]; u16 pa; u16 pb; u8 proto; u8 tt; u16 pad; u32 tid; };
 struct val { u64 first_ns; u64 last_ns; u64 pkts[2]; u64 bytes[2]; u8 rest[72]; };
+#if TABLE == 1
 BPF_TABLE("lru_hash", struct key, struct val, flows, FLOW_MAX);
+#elif TABLE == 2
+BPF_F_TABLE("lru_hash", struct key, struct val, flows, FLOW_MAX, BPF_F_NO_COMMON_LRU);
+#elif TABLE == 3
+/* WAYS-way set-associative table in an array: the set is picked by a seeded multiply-xor
+ * hash of the key; a set's header holds a tag (hash bits) and a last-seen time per way,
+ * one cache line for 8 ways; a miss replaces an empty way or the least recently seen.
+ * A design probe: it has no cross-CPU insert lock, which a production table would need. */
+struct slot { struct key k; u32 tag; struct val v; };
+struct set { u32 tag[WAYS]; u32 seen[WAYS]; };
+BPF_ARRAY(tab, struct slot, FLOW_MAX);
+BPF_ARRAY(sets, struct set, FLOW_MAX / WAYS);
+static __always_inline u64 mix(u64 h, u64 v)
+{
+    h ^= v;
+    h *= 0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 31);
+}
+#endif
 BPF_PERCPU_ARRAY(drops, u64, 1);
 int floor_prog(struct xdp_md *ctx) {
     void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
     struct ethhdr *eth = data;
     if ((void *)(eth + 1) > end)
         return XDP_PASS;
-    struct key k = {};
+    struct key k __attribute__((aligned(8))) = {};
     u16 *ports;
     if (eth->h_proto == bpf_htons(ETH_P_IP)) {
         struct iphdr *ip = (void *)(eth + 1);
@@ -325,6 +347,64 @@ int floor_prog(struct xdp_md *ctx) {
         k.pb = p;
     }
     u64 now = bpf_ktime_get_coarse_ns(), len = end - data;
+#if TABLE == 0
+    asm volatile("" :: "r"(&k) : "memory"); /* the key is built, and used by nothing */
+#elif TABLE == 3
+    u64 *kw = (u64 *)&k;
+    u64 h = HSEED;
+#pragma unroll
+    for (int i = 0; i < 5; i++)
+        h = mix(h, kw[i]);
+    h = mix(h, (u64)k.tid);
+    u32 si = h & (FLOW_MAX / WAYS - 1), tag = (u32)(h >> 32) | 1, nows = now >> 20;
+    struct set *s = sets.lookup(&si);
+    if (!s)
+        return XDP_PASS;
+    int hit = 0, victim = 0;
+    u32 oldest = 0xffffffff;
+#pragma unroll
+    for (int w = 0; w < WAYS; w++) {
+        u32 t = s->tag[w];
+        if (t == tag && !hit) {
+            u32 idx = si * WAYS + w;
+            struct slot *e = tab.lookup(&idx);
+            if (e) {
+                u64 *ew = (u64 *)&e->k, d = e->k.tid ^ k.tid;
+#pragma unroll
+                for (int i = 0; i < 5; i++)
+                    d |= ew[i] ^ kw[i];
+                if (!d) {
+                    hit = 1;
+                    e->v.last_ns = now;
+                    e->v.pkts[swap & 1]++;
+                    e->v.bytes[swap & 1] += len;
+                    s->seen[w] = nows;
+                }
+            }
+        }
+        if (t == 0) {
+            if (oldest) {
+                oldest = 0;
+                victim = w;
+            }
+        } else if (s->seen[w] < oldest) {
+            oldest = s->seen[w];
+            victim = w;
+        }
+    }
+    if (!hit) {
+        u32 w = victim & (WAYS - 1), idx = si * WAYS + w;
+        struct slot *e = tab.lookup(&idx);
+        if (e) {
+            s->tag[w] = 0;
+            e->k = k;
+            __builtin_memset(&e->v, 0, sizeof(e->v));
+            e->v.first_ns = e->v.last_ns = now;
+            s->tag[w] = tag;
+            s->seen[w] = nows;
+        }
+    }
+#else
     struct val *v = flows.lookup(&k);
     if (v) {
         v->last_ns = now;
@@ -334,6 +414,7 @@ int floor_prog(struct xdp_md *ctx) {
         struct val nv = {.first_ns = now, .last_ns = now};
         flows.update(&k, &nv);
     }
+#endif
     u32 z = 0;
     u64 *c = drops.lookup(&z);
     if (c)
@@ -343,10 +424,12 @@ int floor_prog(struct xdp_md *ctx) {
 """
 
 
-def floor_prog(flow_max: int) -> BareProg:
-    """The floor program with a flow table of flow_max entries (counts its drops)."""
+def floor_prog(flow_max: int, table: str = "lru", ways: int = 8) -> BareProg:
+    """The floor program with a flow table of flow_max entries (counts its drops); `table`
+    (FLOOR_TABLES) swaps the table for another design."""
     return BareProg(counting=True, text=FLOOR_C, fn="floor_prog",
-                    cflags=[f"-DFLOW_MAX={flow_max}"])
+                    cflags=[f"-DFLOW_MAX={flow_max}", f"-DTABLE={FLOOR_TABLES[table]}",
+                            f"-DWAYS={ways}", f"-DHSEED={random.getrandbits(63)}ULL"])
 
 
 def load_xdpgate(sizes: layout.Sizes) -> loader.Filter:

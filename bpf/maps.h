@@ -76,6 +76,8 @@ struct xg_scratch {
 	__s32 et;  /* parser: its ethertype */
 	__u32 lvl; /* parser: tunnel level */
 	__u32 pad;
+	__u64 clk_j;  /* jiffies when clk_ns was read */
+	__u64 clk_ns; /* bpf_ktime_get_coarse_ns() read at jiffy clk_j on this CPU */
 };
 XG_MAP("percpu_array", u32, struct xg_scratch, scratch, 1, 0);
 

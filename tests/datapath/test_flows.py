@@ -60,6 +60,26 @@ def test_a_tcp_conversation_is_one_flow_counted_per_direction(dp, ini, resp, ini
     assert dp.events()[Event.FLOW_NEW] == 1
 
 
+def test_a_flow_is_stamped_with_the_monotonic_clock_and_its_last_packet_moves_it(dp):
+    """The data path reads the coarse clock once a tick per CPU (cached by jiffies):
+    the stamps still follow CLOCK_MONOTONIC within a tick (at most 10 ms, HZ >= 100)."""
+    import time
+
+    tick = 10_000_000
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    dp.run(U(dport=53))
+    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    _, fl = only_flow(dp)
+    assert before - tick <= fl.first_ns <= after + tick
+    assert fl.last_ns == fl.first_ns
+    time.sleep(0.05)
+    dp.run(U(fr.S4, fr.C4, 53, 40000))
+    _, fl2 = only_flow(dp)
+    assert fl2.first_ns == fl.first_ns
+    assert 50_000_000 - 2 * tick <= fl2.last_ns - fl.first_ns <= (
+        time.clock_gettime_ns(time.CLOCK_MONOTONIC) - before + tick)
+
+
 def test_udp_both_ways_is_one_flow_and_ports_tell_flows_apart(dp):
     for f in (U(dport=53), U(fr.S4, fr.C4, 53, 40000), U(sport=40001, dport=53)):
         dp.run(f)
