@@ -442,6 +442,8 @@ class Policy:
     def __init__(self, flt: loader.Filter) -> None:
         self.f = flt
         self.ap = Applier(flt.maps)
+        if not flt.adopted:  # as the controller does: new maps hold two empty banks
+            self.ap.assume_empty()
 
     def apply(self, policy: pol.Policy | dict | str, sets: dict | None = None) -> dict[str, float]:
         """Returns seconds spent compiling and applying. `sets` (name -> prefixes) stands
