@@ -62,22 +62,23 @@ def test_a_tcp_conversation_is_one_flow_counted_per_direction(dp, ini, resp, ini
 
 def test_a_flow_is_stamped_with_the_monotonic_clock_and_its_last_packet_moves_it(dp):
     """The data path reads the coarse clock once a tick per CPU (cached by jiffies):
-    the stamps still follow CLOCK_MONOTONIC within a tick (at most 10 ms, HZ >= 100)."""
+    the stamps still follow CLOCK_MONOTONIC, late by two ticks at most (the coarse clock's
+    resolution and the cache's; a tick is 10 ms at most, HZ >= 100)."""
     import time
 
-    tick = 10_000_000
+    late = 2 * 10_000_000
     before = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     dp.run(U(dport=53))
     after = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     _, fl = only_flow(dp)
-    assert before - tick <= fl.first_ns <= after + tick
+    assert before - late <= fl.first_ns <= after
     assert fl.last_ns == fl.first_ns
-    time.sleep(0.05)
+    time.sleep(0.1)
     dp.run(U(fr.S4, fr.C4, 53, 40000))
     _, fl2 = only_flow(dp)
     assert fl2.first_ns == fl.first_ns
-    assert 50_000_000 - 2 * tick <= fl2.last_ns - fl.first_ns <= (
-        time.clock_gettime_ns(time.CLOCK_MONOTONIC) - before + tick)
+    assert 100_000_000 - late <= fl2.last_ns - fl.first_ns <= (
+        time.clock_gettime_ns(time.CLOCK_MONOTONIC) - before + late)
 
 
 def test_udp_both_ways_is_one_flow_and_ports_tell_flows_apart(dp):
