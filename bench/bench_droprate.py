@@ -37,6 +37,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -160,28 +161,22 @@ def main() -> None:
             floor = C.floor_prog(layout.Sizes().flow_max)
             floor_sa = C.floor_prog(layout.Sizes().flow_max, "setassoc")
 
-            def case_bare() -> tuple:
-                C.attach_fd(lab.ns_b, lab.b, bare.fd)
-                return (bare.drops, lambda: C.attach_fd(lab.ns_b, lab.b, -1))
-
-            def case_xdpgate() -> tuple:
-                C.attach_fd(lab.ns_b, lab.b, flt.prog_fd)
-                return (lambda: C.drops_of(flt), lambda: C.attach_fd(lab.ns_b, lab.b, -1))
-
-            def case_floor() -> tuple:
-                C.attach_fd(lab.ns_b, lab.b, floor.fd)
-                return (floor.drops, lambda: C.attach_fd(lab.ns_b, lab.b, -1))
-
-            def case_floor_sa() -> tuple:
-                C.attach_fd(lab.ns_b, lab.b, floor_sa.fd)
-                return (floor_sa.drops, lambda: C.attach_fd(lab.ns_b, lab.b, -1))
+            def xdp_case(fd: int, drops: Callable[[], int]) -> Callable[[], tuple]:
+                """A case that attaches program `fd` on B and reads its drops with `drops`."""
+                def case() -> tuple:
+                    C.attach_fd(lab.ns_b, lab.b, fd)
+                    return (drops, lambda: C.attach_fd(lab.ns_b, lab.b, -1))
+                return case
 
             def case_nft() -> tuple:
                 nftd.add()
                 return (nftd.drops, nftd.remove)
 
-            cases = {"bare": case_bare, "floor": case_floor, "floor_sa": case_floor_sa,
-                     "xdpgate": case_xdpgate, "nft": case_nft}
+            cases = {"bare": xdp_case(bare.fd, bare.drops),
+                     "floor": xdp_case(floor.fd, floor.drops),
+                     "floor_sa": xdp_case(floor_sa.fd, floor_sa.drops),
+                     "xdpgate": xdp_case(flt.prog_fd, lambda: C.drops_of(flt)),
+                     "nft": case_nft}
             res: dict[str, list] = {k: [] for k in cases}
             sent: dict[str, list] = {k: [] for k in cases}
             for r in range(args.rounds):

@@ -449,7 +449,7 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 	 * bpf_jiffies64() as a load, while the clock helper is a call (with SRSO or retpoline
 	 * mitigations every return of its call chain is costly: ~15 ns a packet measured here).
 	 * A CPU that reads the new jiffy just before the tick updates the clock keeps the old
-	 * time for that tick: an error of one tick at most, the coarse clock's resolution. */
+	 * time for that tick: one tick later at most than the coarse clock itself. */
 	__u64 jif = bpf_jiffies64();
 	if (sc->clk_j != jif || !sc->clk_ns) {
 		sc->clk_j = jif;

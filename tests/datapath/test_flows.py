@@ -5,6 +5,7 @@ per direction."""
 from __future__ import annotations
 
 import ctypes as ct
+import time
 
 import pytest
 
@@ -64,8 +65,6 @@ def test_a_flow_is_stamped_with_the_monotonic_clock_and_its_last_packet_moves_it
     """The data path reads the coarse clock once a tick per CPU (cached by jiffies):
     the stamps still follow CLOCK_MONOTONIC, late by two ticks at most (the coarse clock's
     resolution and the cache's; a tick is 10 ms at most, HZ >= 100)."""
-    import time
-
     late = 2 * 10_000_000
     before = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     dp.run(U(dport=53))
