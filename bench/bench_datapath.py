@@ -5,7 +5,7 @@ Setup (all in this run):
     rules (first match wins) over --sets sets holding --prefixes random prefixes in total
     (IPv4 /24-/32 and 10% IPv6), written as set files and read back through sets.resolve, so
     the path is the real one (parse_lines + compile_policy + Applier.apply);
-  - the flow table pre-filled with --flows flows through maps["flows"].set_many (FlowKey/Flow);
+  - the flow table pre-filled with --flows flows through maps.flowtable.set_many (FlowKey/Flow);
   - a bare `return XDP_DROP;` program compiled with bcc;
   - both programs attached (native mode) to an idle veth pair inside a namespace of our own,
     so the kernel's XDP dispatcher already holds them and test runs do not swap it (an
@@ -115,8 +115,8 @@ def make_policy(nrules: int, set_names: list[str], set_files: dict[str, str],
 
 
 def prefill_flows(tables: list, n: int, seed: int = 3) -> tuple[list, float]:
-    """Write n random canonical flows (70% IPv4, 70% TCP) into each flow table (a maps.Map of
-    FlowKey -> Flow) with set_many; returns the first few keys (for frames) and the seconds
+    """Write n random canonical flows (70% IPv4, 70% TCP) into each flow table (xdpgate's
+    FlowTable, or the floor's hash map of FlowKey -> Flow) with set_many; returns the first few keys (for frames) and the seconds
     the writes took."""
     import numpy as np
 
@@ -348,7 +348,7 @@ def main() -> None:
             # switch between them with Applier.apply, which writes only the differences
             w_many, w_one, w_exit = pol.compile(p_many), pol.compile(p_one), pol.compile(p_exit)
             floor_flows = Map("floor", floor.b[b"flows"].map_fd, layout.FlowKey, layout.Flow)
-            keys, t_fill = prefill_flows([flt.maps["flows"], floor_flows], args.flows)
+            keys, t_fill = prefill_flows([flt.maps.flowtable, floor_flows], args.flows)
             C.log(f"flow table pre-filled with {args.flows} flows in {t_fill:.1f}s")
             est = est_frames(keys, args.est_frames)
             new = new_frames(args.new_frames, lines, seed=11)
@@ -365,7 +365,7 @@ def main() -> None:
                     rv, _ = C.test_run_ns(flt.prog_fd, fr, 1)
                     verdicts[rv] = verdicts.get(rv, 0) + 1
             for c in CLASSES:
-                flt.maps["flows"].delete_many(new[c][1])
+                flt.maps.flowtable.delete_many(new[c][1])
             C.log(f"new-flow sample verdicts (XDP action: count): {verdicts}")
 
             rows: dict[str, list] = {"bare": [], "bare_r1": []}
@@ -378,7 +378,7 @@ def main() -> None:
                 for name, w in order[r % 3:] + order[:r % 3]:  # rotate which goes first
                     pol.apply_compiled(w)
                     per[name].append(measure(flt.prog_fd, est, new, args.repeat, gens, bare.fd,
-                                             flt.maps["flows"]))
+                                             flt.maps.flowtable))
                 per["floor"].append(measure(floor.fd, est, new, args.repeat, gens, bare.fd))
             bare_ns = statistics.median(rows["bare"])
             bare_r1 = statistics.median(rows["bare_r1"])

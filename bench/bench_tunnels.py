@@ -140,7 +140,7 @@ def main() -> None:
             for k in kinds:
                 rv, _ = C.test_run_ns(flt.prog_fd, est["v4"][k], 1)
                 assert rv == C.XDP_PASS, (k, rv)
-            tt = sorted({(fk.tun_type, fk.tun_id) for fk, _ in flt.maps["flows"].items()})
+            tt = sorted({(fk.tun_type, fk.tun_id) for fk, _ in flt.maps.flowtable.items()})
             C.log(f"flow keys (tun_type, tun_id) after one packet each: {tt}")
 
             res: dict[str, list] = {}
@@ -155,11 +155,11 @@ def main() -> None:
                         C.test_run_ns(flt.prog_fd, est[fam][k], args.repeat // 10)  # warm up
                         res.setdefault(f"est_{fam}_{k}", []).append(
                             C.test_run_ns(flt.prog_fd, est[fam][k], args.repeat)[1])
-                flt.maps["flows"].delete_many([fk for fk, _ in flt.maps["flows"].items()])
+                flt.maps.flowtable.delete_many([fk for fk, _ in flt.maps.flowtable.items()])
                 for k in kinds:  # (gtpu and gtpu_ext share inner flows and TEID: clear between)
                     res.setdefault(f"new_{k}", []).append(statistics.fmean(
                         C.test_run_ns(flt.prog_fd, fr, 1)[1] for fr in new[k]))
-                    flt.maps["flows"].delete_many([fk for fk, _ in flt.maps["flows"].items()])
+                    flt.maps.flowtable.delete_many([fk for fk, _ in flt.maps.flowtable.items()])
             med = {k: statistics.median(v) for k, v in res.items()}
             bare_ns = med["bare"]
             corr = med["bare_r1"] - bare_ns

@@ -266,8 +266,9 @@ class FlowGen:
 # IPv6 (no options, tags or extension headers), TCP/UDP ports, the same canonical 44-byte key
 # and 120-byte entry in an LRU hash of the same size, the entry's counters, one per-CPU
 # counter; no policy at all. Established and new flows are measured as for xdpgate.
-# TABLE picks the flow table (FLOOR_TABLES); the floor proper is TABLE=1, xdpgate's own
-# design. bench_flowtable compares the others.
+# TABLE picks the flow table (FLOOR_TABLES); the floor proper is TABLE=1, the kernel's LRU
+# hash (xdpgate's table until it became set-associative, as TABLE=3). bench_flowtable
+# compares them.
 FLOOR_TABLES = {"none": 0, "lru": 1, "lru-percpu": 2, "setassoc": 3}
 FLOOR_C = r"""
 #include <uapi/linux/if_ether.h>
@@ -283,7 +284,8 @@ BPF_F_TABLE("lru_hash", struct key, struct val, flows, FLOW_MAX, BPF_F_NO_COMMON
 /* WAYS-way set-associative table in an array: the set is picked by a seeded multiply-xor
  * hash of the key; a set's header holds a tag (hash bits) and a last-seen time per way,
  * one cache line for 8 ways; a miss replaces an empty way or the least recently seen.
- * A design probe: it has no cross-CPU insert lock, which a production table would need. */
+ * The design probe xdpgate's own table grew from (bpf/flowhash.h); this one has no
+ * compare-and-swap claim of the way it writes. */
 struct slot { struct key k; u32 tag; struct val v; };
 struct set { u32 tag[WAYS]; u32 seen[WAYS]; };
 BPF_ARRAY(tab, struct slot, FLOW_MAX);

@@ -41,8 +41,10 @@ XG_MAP("lpm_trie", struct xg_lpm6_key, u32, lpm6, XG_LPM6_MAX, BPF_F_NO_PREALLOC
 /* address hint bits, ((bank * 2 + is_v6) * XG_HINT_WORDS + slot / 64): the tries are only
  * walked for addresses whose bit is set; controller */
 XG_MAP("array", u32, u64, addrhint, 4 * XG_HINT_WORDS, 0);
-/* the flow table; data path (class fields copied from the mailbox) */
-XG_MAP("lru_hash", struct xg_flow_key, struct xg_flow, flows, XG_FLOW_MAX, 0);
+/* the flow table's entries and its sets' way words (struct xg_flowset); data path (class
+ * fields copied from the mailbox) */
+XG_MAP("array", u32, struct xg_flow_slot, flows, XG_FLOW_MAX, 0);
+XG_MAP("array", u32, struct xg_flowset, flowsets, XG_FLOW_SETS, 0);
 /* labels for flows, taken by the flow's next packet; controller writes, data path deletes */
 XG_MAP("lru_hash", struct xg_flow_key, struct xg_class, mailbox, XG_MAILBOX_MAX, 0);
 /* expected endpoints announced by SDP; controller */
@@ -65,7 +67,7 @@ XG_MAP("array", u32, struct xg_bucket, buckets, 2 * XG_RULE_MAX, 0);
  * a running entry stage and a newer controller's later stages agree); data path */
 struct xg_scratch {
 	struct xg_pkt p;
-	struct xg_flow_key key;
+	struct xg_flow_key key __attribute__((aligned(8))); /* hashed 8 bytes at a time */
 	struct xg_flow nf;
 	struct xg_lpm4_key k4;
 	struct xg_lpm6_key k6;

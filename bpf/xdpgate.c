@@ -17,6 +17,7 @@
 #include <uapi/linux/bpf.h>
 
 #include "parse.h"
+#include "flowhash.h"
 #include "maps.h"
 #include "reject.h"
 
@@ -456,7 +457,28 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 		sc->clk_ns = bpf_ktime_get_coarse_ns();
 	}
 	__u64 now = sc->clk_ns;
-	struct xg_flow *f = flows.lookup(&key);
+
+	/* the flow's set, and its entry among the set's ways (bpf/flowhash.h, struct xg_flowset) */
+	__u64 h = xg_flow_hash(&key, cfg->flow_seed);
+	__u32 si = xg_flow_set(h), tag = xg_flow_tag(h), nows = (__u32)(now >> XG_SEEN_SHIFT);
+	struct xg_flowset *fs = flowsets.lookup(&si);
+	if (!fs)
+		return xg_exit(XG_V_PASS, XG_R_MALFORMED, bytes);
+	struct xg_flow *f = NULL;
+#pragma unroll
+	for (__u32 w = 0; w < XG_FLOW_WAYS; w++) {
+		__u64 word = fs->way[w];
+		if ((__u32)word != tag)
+			continue;
+		__u32 idx = si * XG_FLOW_WAYS + w;
+		struct xg_flow_slot *s = flows.lookup(&idx);
+		if (s && xg_key_eq(xg_slot_key(s), &key)) {
+			f = &s->val;
+			if ((__u32)(word >> 32) != nows) /* the seen half only: a writer's CAS sees it */
+				((__u32 *)&fs->way[w])[1] = nows;
+			break;
+		}
+	}
 	int fresh = !f;
 	if (!f) {
 		struct xg_flow *nfp = &sc->nf;
@@ -501,12 +523,50 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 				xg_event(XG_E_EXPECT_HIT);
 			}
 		}
-		flows.insert(&key, nfp);
 #undef nf
-		f = flows.lookup(&key);
-		if (!f)
-			return xg_exit(XG_V_PASS, XG_R_MALFORMED, bytes);
-		xg_event(XG_E_FLOW_NEW);
+		/* The way to take: an empty one, else the one unseen for longest; never one that
+		 * another CPU is writing. It is claimed by a compare-and-swap of its word, so two
+		 * CPUs never write one entry; the word is published after the entry. A reader that
+		 * found the old flow there just before may still count its packet into the new
+		 * entry (as with the kernel's hash maps, whose entries are reused in place). */
+		__u32 victim = 0, best = 0;
+		__u64 vword = 0;
+#pragma unroll
+		for (__u32 w = 0; w < XG_FLOW_WAYS; w++) {
+			__u64 word = fs->way[w];
+			__u32 t = (__u32)word, score;
+			if (t == 0)
+				score = 0xffffffff;
+			else if (t == XG_WAY_BUSY)
+				score = 0;
+			else
+				score = (nows - (__u32)(word >> 32)) | 1; /* 1.. unseen time */
+			if (score > best) {
+				best = score;
+				victim = w;
+				vword = word;
+			}
+		}
+		struct xg_flow_slot *s = NULL;
+		if (best) {
+			__u32 idx = si * XG_FLOW_WAYS + (victim & (XG_FLOW_WAYS - 1));
+			s = flows.lookup(&idx);
+		}
+		__u64 *vw = &fs->way[victim & (XG_FLOW_WAYS - 1)];
+		if (s && __sync_val_compare_and_swap(vw, vword, XG_WAY_BUSY) == vword) {
+			__builtin_memcpy(xg_slot_key(s), &key, sizeof(key));
+			s->pad = 0;
+			__builtin_memcpy(&s->val, nfp, sizeof(*nfp));
+			__sync_lock_test_and_set(vw, ((__u64)nows << 32) | tag);
+			f = &s->val;
+			if (vword & 1)
+				xg_event(XG_E_FLOW_EVICTED);
+			xg_event(XG_E_FLOW_NEW);
+		} else {
+			/* no way free of writers: decide this packet from the working copy */
+			f = nfp;
+			xg_event(XG_E_FLOW_NOSLOT);
+		}
 	}
 	__u8 dir = (a_is_src == f->init_is_a) ? 0 : 1;
 	if (p.tun_type) {

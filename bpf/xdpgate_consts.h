@@ -9,8 +9,16 @@
 #define XDPGATE_CONSTS_H
 
 #ifndef XG_FLOW_MAX
-#define XG_FLOW_MAX 262144 /* flow table entries (LRU) */
+#define XG_FLOW_MAX 262144 /* flow table entries; a multiple of XG_FLOW_WAYS */
 #endif
+/* The flow table is set-associative (struct xg_flowset): a flow's hash picks one set of
+ * XG_FLOW_WAYS entries, and a new flow replaces an empty entry or the set's longest
+ * unseen one. */
+#define XG_FLOW_WAYS 8
+#define XG_FLOW_SETS (XG_FLOW_MAX / XG_FLOW_WAYS)
+#define XG_WAY_BUSY 2     /* way word of an entry being written (tags are odd, 0 = empty) */
+#define XG_SEEN_SHIFT 20  /* ways are aged in units of 2^20 ns (about 1 ms) */
+#define XG_HASH_MUL 0x9E3779B97F4A7C15ULL
 #ifndef XG_RULE_MAX
 #define XG_RULE_MAX 256 /* rule slots per policy bank; multiple of 64 */
 #endif
@@ -133,7 +141,10 @@ enum xg_event {
 	XG_E_REJECT_SENT = 5,   /* TCP RST / ICMP unreachable sent */
 	XG_E_SAMPLE_BARE = 6,   /* TCP segments without payload counted in a flow's sample
 				 * budget but not sampled (nothing there to classify) */
-	XG_E_MAX = 8,
+	XG_E_FLOW_EVICTED = 7,  /* flow entries replaced by a new flow (its set was full) */
+	XG_E_FLOW_NOSLOT = 8,   /* new flows left out of the table: every way of their set was
+				 * being written by another CPU (the packet is decided all the same) */
+	XG_E_MAX = 16,
 };
 
 /* Per-dimension counters (dims map): index = region + id. */

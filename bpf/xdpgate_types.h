@@ -49,6 +49,21 @@ struct xg_flow {
 	__u32 pad;
 };
 
+/* The flow table: flows[set * XG_FLOW_WAYS + way] is an entry, flowsets[set] holds a
+ * word per way: bits 0-31 the tag (the low half of the flow's hash with bit 0 set; 0 =
+ * empty; XG_WAY_BUSY = being written), bits 32-63 when the way's flow was last seen
+ * (clock >> XG_SEEN_SHIFT). The set is picked by the high half of the hash (bpf/flowhash.h).
+ * control/flowtable.py reads and writes the table with the same hash. */
+struct xg_flow_slot {
+	struct xg_flow_key key;
+	__u32 pad;
+	struct xg_flow val;
+};
+
+struct xg_flowset {
+	__u64 way[XG_FLOW_WAYS];
+};
+
 /* A label from the controller, left in the mailbox keyed by the flow key. */
 struct xg_class {
 	__u16 app;
@@ -152,6 +167,7 @@ struct xg_config {
 	__u64 away_ns;      /* controller is away when the heartbeat is older than this */
 	__u8 fail_closed;   /* 1: while away, drop flows whose verdict needs the classifier */
 	__u8 pad[7];
+	__u64 flow_seed;    /* seed of the flow hash; set once when the flow table is made */
 };
 
 /* A counter cell. */

@@ -113,7 +113,7 @@ def run(
     keep: Annotated[bool, typer.Option(help="leave the filter running on SIGTERM (upgrades)")] = False,
     force: Annotated[bool, typer.Option(help="replace an XDP program xdpgate did not load")] = False,
     classify: Annotated[bool, typer.Option(help="sample and classify new flows")] = True,
-    flow_max: Annotated[int, typer.Option(help="flow table entries")] = 262144,
+    flow_max: Annotated[int, typer.Option(help="flow table entries (a multiple of 8)")] = 262144,
     tunnel_depth: Annotated[int, typer.Option(help="tunnel levels opened (0-2)")] = 1,
     tls_cert: Annotated[Optional[str], typer.Option(help="serve the API over TLS")] = None,
     tls_key: Annotated[Optional[str], typer.Option()] = None,

@@ -25,6 +25,10 @@ RULE_NONE = 0xFFFF
 HINT_BITS = 24  # address hint: bits per bank and family (see control/addrhint.py)
 HINT_WORDS = 1 << (HINT_BITS - 6)
 HINT_MUL = 0x9E3779B1
+FLOW_WAYS = 8  # flow table: ways per set (struct xg_flowset; control/flowtable.py)
+WAY_BUSY = 2
+SEEN_SHIFT = 20
+HASH_MUL = 0x9E3779B97F4A7C15
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,9 @@ class Sizes:
             raise ValueError("tunnel_depth must be 0, 1 or 2")
         if self.ringbuf_pages & (self.ringbuf_pages - 1):
             raise ValueError("ringbuf_pages must be a power of two")
+        if self.flow_max % FLOW_WAYS or not FLOW_WAYS <= self.flow_max <= 1 << 30:
+            raise ValueError(f"flow_max must be a multiple of {FLOW_WAYS} between {FLOW_WAYS} "
+                             f"and {1 << 30}")
         for name in ("flow_max", "addrclass_max", "lpm4_max", "lpm6_max", "sample_bytes",
                      "expect_max", "mailbox_max"):
             if getattr(self, name) <= 0:
@@ -137,9 +144,11 @@ class Event(enum.IntEnum):
     EXPECT_HIT = 4
     REJECT_SENT = 5
     SAMPLE_BARE = 6
+    FLOW_EVICTED = 7
+    FLOW_NOSLOT = 8
 
 
-E_MAX = 8
+E_MAX = 16
 
 
 class RateUnit(enum.IntEnum):
@@ -222,6 +231,18 @@ class Flow(ct.Structure):
     ]
 
 
+class FlowSlot(ct.Structure):
+    _fields_ = [
+        ("key", FlowKey),
+        ("pad", u32),
+        ("val", Flow),
+    ]
+
+
+class FlowSet(ct.Structure):
+    _fields_ = [("way", u64 * FLOW_WAYS)]
+
+
 class Class(ct.Structure):
     _fields_ = [
         ("app", u16),
@@ -291,6 +312,7 @@ class Config(ct.Structure):
         ("away_ns", u64),
         ("fail_closed", u8),
         ("pad", u8 * 7),
+        ("flow_seed", u64),
     ]
 
 
@@ -342,7 +364,8 @@ FIXED_LAYOUTS: dict[str, tuple[type, type]] = {
     "config": (u32, Config),
     "policy": (u32, Policy),
     "rules": (u32, Rule),
-    "flows": (FlowKey, Flow),
+    "flows": (u32, FlowSlot),
+    "flowsets": (u32, FlowSet),
     "mailbox": (FlowKey, Class),
     "expect": (ExpectKey, Expect),
     "expect_live": (u32, u64),

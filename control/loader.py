@@ -11,11 +11,13 @@ fingerprint keeps a controller from adopting maps of another layout.
 
 from __future__ import annotations
 
+import ctypes as ct
 import errno
 import hashlib
 import logging
 import os
 import re
+import secrets
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -130,8 +132,6 @@ def load(sizes: Sizes | None = None, *, instance: str = "default", netns: str | 
     try:
         b = BPF(src_file=src, cflags=cflags)
         fn = b.load_func(PROG_NAME.encode(), BPF.XDP)
-        import ctypes as ct
-
         progs = b[b"progs"]
         stage_fds = {}
         for name, slot in STAGES.items():
@@ -151,6 +151,10 @@ def load(sizes: Sizes | None = None, *, instance: str = "default", netns: str | 
         except KeyError:
             pass
     maps = MapSet.from_fds(sizes, fds)
+    if not adopted:  # a new flow table: its hash gets a seed of its own before any packet
+        cfg = maps["config"].get(ct.c_uint32(0))
+        cfg.flow_seed = secrets.randbits(64)
+        maps["config"].set(ct.c_uint32(0), cfg)
     log.debug("loaded %s (pins %s, adopted=%s)", PROG_NAME, pin_dir, adopted)
     return Filter(sizes, pin_dir, maps, fn.fd, adopted, b, stage_fds)
 

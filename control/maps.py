@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from . import bpfsys, layout
+from .flowtable import FlowTable
 from .layout import Sizes
 
 PERCPU = {"counters", "rule_hits", "dims", "events"}
 PINNED = ("config", "policy", "rules", "fieldbits", "portbits", "addrclass", "tunid", "lpm4",
-          "lpm6", "addrhint", "flows", "mailbox", "expect", "expect_live", "counters",
+          "lpm6", "addrhint", "flows", "flowsets", "mailbox", "expect", "expect_live", "counters",
           "rule_hits", "dims", "events", "buckets", "scratch", "progs")
 
 
@@ -90,6 +91,16 @@ class Map:
             if v is not None:
                 yield k, v
 
+    def read_range(self, start: int, n: int) -> list[Any]:
+        """Values of array entries start .. start + n - 1, in one batched read."""
+        keys = (self.key_t * n)()
+        vals = (self._vbuf_t * n)()
+        in_b = ct.c_uint64(start - 1) if start else None
+        got, _ = bpfsys.lookup_batch(self.fd, in_b, ct.c_uint64(), keys, vals, n)
+        if got < n:
+            raise OSError(f"map {self.name}: read {got} of {n} entries from {start}")
+        return list(vals)
+
     def set_many(self, keys: list[Any], values: list[Any], chunk: int = 65536) -> None:
         """Write many entries with BPF_MAP_UPDATE_BATCH."""
         for i in range(0, len(keys), chunk):
@@ -153,6 +164,12 @@ class MapSet:
     def close(self) -> None:
         for m in self.maps.values():
             m.close()
+
+    @property
+    def flowtable(self) -> FlowTable:
+        """The flow table, by flow key (control/flowtable.py)."""
+        seed = self["config"].get(ct.c_uint32(0)).flow_seed
+        return FlowTable(self["flows"], self["flowsets"], seed, self.sizes.flow_max)
 
     def __enter__(self) -> MapSet:
         return self

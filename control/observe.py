@@ -157,7 +157,7 @@ def flows(maps: MapSet, *, app: str | None = None, category: str | None = None,
         rng = (lo, hi)
     pending = {bytes(k): v for k, v in maps["mailbox"].items()}
     cand = []
-    for k, f in maps["flows"].items():
+    for k, f in maps.flowtable.items():
         pend = pending.get(bytes(k)) if not f.flags & layout.FlowFlag.CLASSIFIED else None
         if want_app is not None or want_cat is not None:
             if not (f.flags & layout.FlowFlag.CLASSIFIED or pend is not None):

@@ -61,10 +61,13 @@ class DP:
         return {e: (cells[e][0] if e < len(cells) else 0) for e in layout.Event}
 
     def flows(self) -> list[tuple[layout.FlowKey, layout.Flow]]:
-        return list(self.maps["flows"].items())
+        return list(self.maps.flowtable.items())
 
     def clear(self, *names: str) -> None:
         for n in names or ("flows", "mailbox", "expect"):
+            if n == "flows":
+                self.maps.flowtable.clear()
+                continue
             m = self.maps[n]
             for k in list(m.keys()):
                 m.delete(k)

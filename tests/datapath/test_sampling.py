@@ -184,7 +184,7 @@ def test_a_flow_the_table_evicted_and_made_anew_gets_its_label_again(sampling, r
     assert app_of_the_flow() == app_id("bittorrent")
     assert smp.sink.flows_by_app["bittorrent"] == 1
     for key, _ in sampling.flows():  # the table evicts it
-        sampling.maps["flows"].delete(key)
+        assert sampling.maps.flowtable.delete(key)
     sampling.run(T(fr.C4, fr.S4, 40000, 6881, flags="PA", payload=b"\x00\x00\x00\x01\x02"))
     assert app_of_the_flow() == 0
     feed_the_sampler()

@@ -17,7 +17,7 @@ def test_a_flow_table_of_4_million_entries_loads_and_tracks_flows():
         for i in range(3):
             frame = Ether() / IP(src=f"10.9.0.{i + 1}", dst="10.9.1.1") / UDP(sport=1000, dport=53)
             assert bpfsys.test_run(flt.prog_fd, bytes(frame))[0] == XDP_PASS
-        assert len(list(flt.maps["flows"].keys())) == 3
+        assert len(flt.maps.flowtable) == 3
     finally:
         flt.close()
 
@@ -25,7 +25,8 @@ def test_a_flow_table_of_4_million_entries_loads_and_tracks_flows():
 def test_sizes_reject_impossible_values():
     import pytest
 
-    for bad in ({"rule_max": 100}, {"tunnel_depth": 3}, {"ringbuf_pages": 1000}, {"flow_max": 0}):
+    for bad in ({"rule_max": 100}, {"tunnel_depth": 3}, {"ringbuf_pages": 1000}, {"flow_max": 0},
+                {"flow_max": 1001}):
         with pytest.raises(ValueError):
             Sizes(**bad)
     assert layout.Sizes().rule_max == 256

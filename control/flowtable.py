@@ -1,0 +1,180 @@
+"""The flow table as the controller sees it.
+
+The data path keeps flows in a set-associative table (bpf/maps.h, struct xg_flowset): the
+`flows` array holds the entries, `flowsets` a word per way of each set (tag and last
+seen). This module computes the same hash as bpf/flowhash.h, so it can find, list, add
+and remove flows by key. Writers here race only with the data path's own updates of the
+same set (an entry it adds meanwhile may be lost), which is fine for what uses them:
+listing, tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import struct
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from . import layout
+
+if TYPE_CHECKING:
+    from .maps import Map
+
+MASK64 = (1 << 64) - 1
+WAYS = layout.FLOW_WAYS
+_WORDS = struct.Struct("<5QI")
+
+
+def _mix(h: int, v: int) -> int:
+    h = ((h ^ v) * layout.HASH_MUL) & MASK64
+    return h ^ (h >> 31)
+
+
+def flow_hash(key: layout.FlowKey | bytes, seed: int) -> int:
+    """xg_flow_hash(): the key's five 8-byte words and its tunnel id, mixed from the seed."""
+    *words, tun_id = _WORDS.unpack_from(bytes(key))
+    h = seed
+    for w in words:
+        h = _mix(h, w)
+    return _mix(h, tun_id)
+
+
+def place(h: int, nsets: int) -> tuple[int, int]:
+    """(set, tag) of a hash, as xg_flow_set() and xg_flow_tag()."""
+    return ((h >> 32) * nsets) >> 32, (h & 0xFFFFFFFF) | 1
+
+
+def seen_now() -> int:
+    """The data path's way age clock now (its clock is the coarse monotonic one, a tick or
+    two behind this)."""
+    return (time.clock_gettime_ns(time.CLOCK_MONOTONIC) >> layout.SEEN_SHIFT) & 0xFFFFFFFF
+
+
+def live(word: int) -> bool:
+    return bool(word & 1)
+
+
+class FlowTable:
+    """Find, list, add and remove flows of one filter's table."""
+
+    def __init__(self, slots: Map, sets: Map, seed: int, flow_max: int) -> None:
+        self.slots, self.sets, self.seed = slots, sets, seed
+        self.nsets = flow_max // WAYS
+
+    def _where(self, key: layout.FlowKey) -> tuple[int, int]:
+        return place(flow_hash(key, self.seed), self.nsets)
+
+    def _find(self, key: layout.FlowKey) -> tuple[int, int, layout.FlowSet] | None:
+        """(set, way, set words) of the key's entry, or None."""
+        si, tag = self._where(key)
+        fs = self.sets.get(ct.c_uint32(si))
+        if fs is None:
+            return None
+        raw = bytes(key)
+        for w in range(WAYS):
+            if fs.way[w] & 0xFFFFFFFF == tag:
+                s = self.slots.get(ct.c_uint32(si * WAYS + w))
+                if s is not None and bytes(s.key) == raw:
+                    return si, w, fs
+        return None
+
+    def get(self, key: layout.FlowKey) -> layout.Flow | None:
+        found = self._find(key)
+        if found is None:
+            return None
+        si, w, _ = found
+        return self.slots.get(ct.c_uint32(si * WAYS + w)).val
+
+    def __getitem__(self, key: layout.FlowKey) -> layout.Flow:
+        f = self.get(key)
+        if f is None:
+            raise KeyError(key)
+        return f
+
+    def delete(self, key: layout.FlowKey) -> bool:
+        found = self._find(key)
+        if found is None:
+            return False
+        si, w, fs = found
+        fs.way[w] = 0
+        self.sets.set(ct.c_uint32(si), fs)
+        return True
+
+    def delete_many(self, keys: Iterable[layout.FlowKey]) -> None:
+        for k in keys:
+            self.delete(k)
+
+    def clear(self) -> None:
+        """Empty the table (every set's words to 0)."""
+        empty = layout.FlowSet()
+        self.sets.set_many([ct.c_uint32(i) for i in range(self.nsets)], [empty] * self.nsets)
+
+    def _words(self) -> Iterator[tuple[int, layout.FlowSet]]:
+        for k, fs in self.sets.items():
+            yield k.value, fs
+
+    def items(self, chunk: int = 4096) -> Iterator[tuple[layout.FlowKey, layout.Flow]]:
+        """Every flow in the table: the set words are read first, then only the entries of
+        ways in use, in batches of `chunk` entries."""
+        used = []
+        for si, fs in self._words():
+            base = si * WAYS
+            used.extend(base + w for w in range(WAYS) if live(fs.way[w]))
+        i = 0
+        while i < len(used):
+            start = used[i]
+            stop = start + chunk
+            batch = self.slots.read_range(start, min(chunk, self.nsets * WAYS - start))
+            while i < len(used) and used[i] < stop:
+                s = batch[used[i] - start]
+                yield s.key, s.val
+                i += 1
+
+    def keys(self) -> Iterator[layout.FlowKey]:
+        for k, _ in self.items():
+            yield k
+
+    def __len__(self) -> int:
+        return sum(live(w) for _, fs in self._words() for w in fs.way)
+
+    def set_many(self, keys: list[layout.FlowKey], values: list[layout.Flow]) -> int:
+        """Add flows as the data path would (an empty way, else the set's longest unseen, an
+        existing entry of the key is overwritten); returns how many replaced another flow."""
+        now = seen_now()
+        sets: dict[int, layout.FlowSet] = {}
+        slots: dict[int, layout.FlowSlot] = {}
+        evicted = 0
+        for key, val in zip(keys, values, strict=True):
+            si, tag = self._where(key)
+            fs = sets.get(si)
+            if fs is None:
+                fs = self.sets.get(ct.c_uint32(si)) or layout.FlowSet()
+                sets[si] = fs
+            raw = bytes(key)
+            way = None
+            for w in range(WAYS):
+                word = fs.way[w]
+                if word & 0xFFFFFFFF == tag:
+                    idx = si * WAYS + w
+                    s = slots.get(idx) or self.slots.get(ct.c_uint32(idx))
+                    if s is not None and bytes(s.key) == raw:
+                        way = w
+                        break
+            if way is None:
+                def score(w: int) -> int:  # as the data path picks: empty, else longest unseen
+                    word = fs.way[w]
+                    if not word:
+                        return 0xFFFFFFFF
+                    if word & 0xFFFFFFFF == layout.WAY_BUSY:
+                        return 0
+                    return ((now - (word >> 32)) & 0xFFFFFFFF) | 1
+                way = max(range(WAYS), key=score)
+                evicted += live(fs.way[way])
+            fs.way[way] = (now << 32) | tag
+            slots[si * WAYS + way] = layout.FlowSlot(key=key, val=val)
+        idx = sorted(slots)
+        self.slots.set_many([ct.c_uint32(i) for i in idx], [slots[i] for i in idx])
+        sidx = sorted(sets)
+        self.sets.set_many([ct.c_uint32(i) for i in sidx], [sets[i] for i in sidx])
+        return evicted

@@ -1,0 +1,129 @@
+"""The flow table is set-associative: a flow's hash picks a set of eight entries, a new
+flow takes an empty one or the set's longest unseen, and the controller finds flows by
+key with the same hash (control/flowtable.py)."""
+
+from __future__ import annotations
+
+import ctypes as ct
+import random
+import time
+
+from tests.datapath import frames as fr
+from tests.datapath.frames import dp, module_dp  # noqa: F401
+from tests.harness import XDP_DROP, XDP_PASS
+from xdpgate.control import flowtable, layout
+from xdpgate.control.layout import Event
+
+U, T = fr.udp, fr.tcp
+TICK_S = 0.012  # longer than a jiffy (4 ms at HZ=250) and ten way-age units
+
+
+def key_with_client_port(d, client: str, server: str, dport: int):
+    """The key the data path made for a first UDP packet from client:40000, and which of its
+    port fields is the client's."""
+    d.run(U(client, server, 40000, dport))
+    (key, f), = d.flows()
+    d.clear("flows")
+    return key, ("port_a" if f.init_is_a else "port_b")
+
+
+def ports_in_one_set(d, key, field: str, n: int) -> list[int]:
+    """n client ports whose flows (key with that port) share one set."""
+    ft = d.maps.flowtable
+    by_set: dict[int, list[int]] = {}
+    rnd = random.Random(7)
+    while True:
+        port = rnd.randrange(1024, 65536)
+        setattr(key, field, fr.htons(port))
+        si, _ = flowtable.place(flowtable.flow_hash(key, ft.seed), ft.nsets)
+        ports = by_set.setdefault(si, [])
+        if port not in ports:
+            ports.append(port)
+            if len(ports) == n:
+                return ports
+
+
+def test_the_controller_finds_every_flow_the_data_path_added_by_its_key(dp):
+    rnd = random.Random(3)
+    sent = set()
+    for i in range(300):
+        v6 = i % 3 == 0
+        src = f"2001:db8:{rnd.randrange(1, 9999):x}::{rnd.randrange(1, 9999):x}" if v6 else \
+            f"10.{rnd.randrange(256)}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}"
+        dst = fr.S6 if v6 else fr.S4
+        sport, dport = rnd.randrange(1024, 65536), rnd.choice((53, 443, 5060))
+        frame = (T if i % 2 else U)(src, dst, sport, dport)
+        assert dp.run(frame) == XDP_PASS
+        sent.add((src, sport, dport))
+    ft = dp.maps.flowtable
+    assert ft.seed != 0, "the loader seeds the flow hash"
+    flows = dp.flows()
+    assert len(flows) == len(ft) == len(sent) == dp.events()[Event.FLOW_NEW]
+    for key, f in flows:
+        found = ft.get(key)
+        assert found is not None, "a flow the data path added is not where the hash says"
+        assert bytes(found) == bytes(f)
+    gone = flows[0][0]
+    assert ft.delete(gone) and ft.get(gone) is None and len(ft) == len(sent) - 1
+
+
+def test_a_full_set_gives_its_longest_unseen_entry_to_a_new_flow(dp):
+    key, field = key_with_client_port(dp, fr.C4, fr.S4, 53)
+    ports = ports_in_one_set(dp, key, field, 9)
+    new0 = dp.events()[Event.FLOW_NEW]
+    for p in ports[:8]:  # fill the set, one flow per tick: flow 0 is the oldest
+        dp.run(U(fr.C4, fr.S4, p, 53))
+        time.sleep(TICK_S)
+    dp.run(U(fr.S4, fr.C4, 53, ports[0]))  # flow 0 is seen again (a reply): flow 1 is now oldest
+    time.sleep(TICK_S)
+    assert dp.events()[Event.FLOW_EVICTED] == 0
+    dp.run(U(fr.C4, fr.S4, ports[8], 53))
+    kept = sorted(fr.htons(getattr(k, field)) for k, _ in dp.flows())
+    assert kept == sorted(ports[:1] + ports[2:]), "not the longest unseen flow was replaced"
+    ev = dp.events()
+    assert (ev[Event.FLOW_NEW] - new0, ev[Event.FLOW_EVICTED]) == (9, 1)
+    (_, f0), = [(k, f) for k, f in dp.flows() if fr.htons(getattr(k, field)) == ports[0]]
+    assert (f0.pkts[0], f0.pkts[1]) == (1, 1), "the surviving flow kept its counts"
+
+
+def test_a_new_flow_whose_set_is_busy_on_every_way_is_still_decided_by_the_policy(dp):
+    dp.apply("""
+default: allow
+rules:
+  - {name: no-sip, match: {proto: udp, dst_port: 5060}, action: drop}
+""")
+    key, _ = key_with_client_port(dp, fr.C4, fr.S4, 5060)
+    new0 = dp.events()[Event.FLOW_NEW]
+    ft = dp.maps.flowtable
+    si, _ = flowtable.place(flowtable.flow_hash(key, ft.seed), ft.nsets)
+    busy = layout.FlowSet()
+    for w in range(layout.FLOW_WAYS):  # as if other CPUs were writing every way of the set
+        busy.way[w] = layout.WAY_BUSY
+    ft.sets.set(ct.c_uint32(si), busy)
+    assert dp.run(U(fr.C4, fr.S4, 40000, 5060)) == XDP_DROP
+    ev = dp.events()
+    assert (ev[Event.FLOW_NOSLOT], ev[Event.FLOW_NEW] - new0) == (1, 0) and ft.get(key) is None
+    ft.sets.set(ct.c_uint32(si), layout.FlowSet())  # the writers are done
+    assert dp.run(U(fr.C4, fr.S4, 40000, 5060)) == XDP_DROP
+    assert ft.get(key) is not None, "once a way is free, the flow gets its entry"
+
+
+def test_flows_added_by_the_controller_are_the_ones_the_data_path_then_finds(dp):
+    """set_many (the benchmarks' prefill) places entries exactly as the data path looks."""
+    key, field = key_with_client_port(dp, fr.C6, fr.S6, 443)
+    ft = dp.maps.flowtable
+    keys, vals = [], []
+    for p in range(20000, 20200):
+        k = layout.FlowKey.from_buffer_copy(bytes(key))
+        setattr(k, field, fr.htons(p))
+        keys.append(k)
+        vals.append(layout.Flow(init_is_a=1 if field == "port_a" else 0, pkts=(5, 0),
+                                override=layout.Action.NONE,
+                                action=(layout.Action.NONE, layout.Action.NONE)))
+    assert ft.set_many(keys, vals) == 0
+    new0 = dp.events()[Event.FLOW_NEW]
+    for p in range(20000, 20200):
+        dp.run(U(fr.C6, fr.S6, p, 443))
+    ev = dp.events()
+    assert ev[Event.FLOW_NEW] == new0, "the data path did not find a flow the controller added"
+    assert sorted(f.pkts[0] for _, f in dp.flows()) == [6] * 200
