@@ -3,14 +3,14 @@
 The floor is parse + canonical key + flow table + counters, no policy. Here the same program
 is built four ways, in the same run:
   - none:       the key is built and not looked up (parse and key alone);
-  - lru:        a BPF LRU hash, shared LRU lists: xdpgate's flow table, and the floor that
-                bench_datapath and bench_droprate measure;
+  - lru:        a BPF LRU hash, shared LRU lists: xdpgate's flow table until 2026-12-02, and
+                the floor that bench_datapath and bench_droprate measure;
   - lru-percpu: the same with BPF_F_NO_COMMON_LRU (per-CPU LRU lists; each CPU can then hold
                 only flow_max / possible CPUs of the flows it creates);
   - setassoc:   an 8-way set-associative table in a BPF array, with its own seeded hash and
                 least-recently-seen replacement within a set (array lookups are inlined by
-                the verifier; no kernel hash, no LRU lists). A probe: it has no cross-CPU
-                insert lock.
+                the verifier; no kernel hash, no LRU lists). The probe xdpgate's table grew
+                from; it lacks that table's compare-and-swap claim of the way it writes.
 
 Each table is filled past capacity first (1.5x flow_max new flows), so new flows evict, as
 on a loaded link. Established: one frame with repeat (its entry hot). New: every run a new

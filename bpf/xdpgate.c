@@ -528,7 +528,9 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 		 * another CPU is writing. It is claimed by a compare-and-swap of its word, so two
 		 * CPUs never write one entry; the word is published after the entry. A reader that
 		 * found the old flow there just before may still count its packet into the new
-		 * entry (as with the kernel's hash maps, whose entries are reused in place). */
+		 * entry (as with the kernel's hash maps, whose entries are reused in place). Two
+		 * CPUs taking the first packets of one flow at the same instant may each add an
+		 * entry for it: lookups find the first, and the other ages out. */
 		__u32 victim = 0, best = 0;
 		__u64 vword = 0;
 #pragma unroll
