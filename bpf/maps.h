@@ -42,9 +42,10 @@ XG_MAP("lpm_trie", struct xg_lpm6_key, u32, lpm6, XG_LPM6_MAX, BPF_F_NO_PREALLOC
  * walked for addresses whose bit is set; controller */
 XG_MAP("array", u32, u64, addrhint, 4 * XG_HINT_WORDS, 0);
 /* the flow table's entries and its sets' way words (struct xg_flowset); data path (class
- * fields copied from the mailbox) */
-XG_MAP("array", u32, struct xg_flow_slot, flows, XG_FLOW_MAX, 0);
-XG_MAP("array", u32, struct xg_flowset, flowsets, XG_FLOW_SETS, 0);
+ * fields copied from the mailbox). Mmapable only for the alignment: such arrays start on a
+ * page, so a set is one cache line and an entry three (plain arrays start 8 bytes into one) */
+XG_MAP("array", u32, struct xg_flow_slot, flows, XG_FLOW_MAX, BPF_F_MMAPABLE);
+XG_MAP("array", u32, struct xg_flowset, flowsets, XG_FLOW_SETS, BPF_F_MMAPABLE);
 /* labels for flows, taken by the flow's next packet; controller writes, data path deletes */
 XG_MAP("lru_hash", struct xg_flow_key, struct xg_class, mailbox, XG_MAILBOX_MAX, 0);
 /* expected endpoints announced by SDP; controller */
@@ -66,20 +67,22 @@ XG_MAP("array", u32, struct xg_bucket, buckets, 2 * XG_RULE_MAX, 0);
 /* per-packet working space off the 512-byte stack, shared by the stages (pinned so
  * a running entry stage and a newer controller's later stages agree); data path */
 struct xg_scratch {
-	struct xg_pkt p;
-	struct xg_flow_key key __attribute__((aligned(8))); /* hashed 8 bytes at a time */
-	struct xg_flow nf;
-	struct xg_lpm4_key k4;
-	struct xg_lpm6_key k6;
-	struct xg_bits m;
-	struct xg_bits either;
-	struct xg_expect_key ek;
+	/* what every packet uses comes first, so it spans as few cache lines as it can */
 	__u32 off; /* parser: offset of the next IP header */
 	__s32 et;  /* parser: its ethertype */
 	__u32 lvl; /* parser: tunnel level */
 	__u32 pad;
 	__u64 clk_j;  /* jiffies when clk_ns was read */
 	__u64 clk_ns; /* bpf_ktime_get_coarse_ns() read at jiffy clk_j on this CPU */
+	struct xg_pkt p;
+	struct xg_flow_key key __attribute__((aligned(8))); /* hashed 8 bytes at a time */
+	/* new flows and rule evaluation */
+	struct xg_flow nf;
+	struct xg_lpm4_key k4;
+	struct xg_lpm6_key k6;
+	struct xg_bits m;
+	struct xg_bits either;
+	struct xg_expect_key ek;
 };
 XG_MAP("percpu_array", u32, struct xg_scratch, scratch, 1, 0);
 

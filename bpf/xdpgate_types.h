@@ -27,12 +27,11 @@ struct xg_flow_key {
 /* A flow table entry. Written by the data path, except the class fields, which
  * the data path copies from the class mailbox the controller writes. */
 struct xg_flow {
-	__u64 first_ns; /* bpf_ktime_get_ns() of the first packet */
-	__u64 last_ns;
+	/* what every packet reads or writes: with the key, the first two cache lines of the
+	 * entry (struct xg_flow_slot) */
+	__u64 last_ns;  /* coarse clock (ns) of the last packet */
 	__u64 pkts[2];  /* [0] sent by the initiator, [1] sent to it */
 	__u64 bytes[2]; /* frame bytes */
-	__u64 tb_tokens; /* per-flow token bucket (rate_limit per: flow), tokens * 1e9 */
-	__u64 tb_last_ns;
 	__u32 pol_gen;  /* policy generation the cached verdicts belong to (0 = none) */
 	__u16 rule[2];  /* cached rule slot per direction, XG_RULE_NONE = default */
 	__u8 action[2]; /* cached enum xg_action per direction */
@@ -44,9 +43,13 @@ struct xg_flow {
 	__u16 app;      /* class: app id (0 = unknown) */
 	__u8 call;      /* class: call kind (0 none, 1 app, 2 pstn) */
 	__u8 override;  /* controller verdict (enum xg_action) or XG_ACT_NONE */
+	__u32 pad;
+	/* the rest: new flows, rate limits, tunnels */
+	__u64 first_ns; /* coarse clock (ns) of the first packet */
+	__u64 tb_tokens; /* per-flow token bucket (rate_limit per: flow), tokens * 1e9 */
+	__u64 tb_last_ns;
 	__u8 outer_a[16]; /* outermost addresses of a tunnelled flow (display) */
 	__u8 outer_b[16];
-	__u32 pad;
 };
 
 /* The flow table: flows[set * XG_FLOW_WAYS + way] is an entry, flowsets[set] holds a
@@ -58,6 +61,7 @@ struct xg_flow_slot {
 	struct xg_flow_key key;
 	__u32 pad;
 	struct xg_flow val;
+	__u8 spare[24]; /* to three cache lines (the arrays are page-aligned: BPF_F_MMAPABLE) */
 };
 
 struct xg_flowset {

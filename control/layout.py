@@ -208,12 +208,9 @@ class FlowKey(ct.Structure):
 
 class Flow(ct.Structure):
     _fields_ = [
-        ("first_ns", u64),
         ("last_ns", u64),
         ("pkts", u64 * 2),
         ("bytes", u64 * 2),
-        ("tb_tokens", u64),
-        ("tb_last_ns", u64),
         ("pol_gen", u32),
         ("rule", u16 * 2),
         ("action", u8 * 2),
@@ -225,9 +222,12 @@ class Flow(ct.Structure):
         ("app", u16),
         ("call", u8),
         ("override", u8),
+        ("pad", u32),
+        ("first_ns", u64),
+        ("tb_tokens", u64),
+        ("tb_last_ns", u64),
         ("outer_a", u8 * 16),
         ("outer_b", u8 * 16),
-        ("pad", u32),
     ]
 
 
@@ -236,6 +236,7 @@ class FlowSlot(ct.Structure):
         ("key", FlowKey),
         ("pad", u32),
         ("val", Flow),
+        ("spare", u8 * 24),
     ]
 
 
