@@ -10,7 +10,9 @@ listing, tests and benchmarks.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
+import mmap
 import struct
 import time
 from collections.abc import Iterable, Iterator
@@ -19,9 +21,12 @@ from typing import TYPE_CHECKING
 from . import layout
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .maps import Map
 
 MASK64 = (1 << 64) - 1
+PAGE = 4096
 WAYS = layout.FLOW_WAYS
 _WORDS = struct.Struct("<5QI")
 
@@ -53,6 +58,16 @@ def seen_now() -> int:
 
 def live(word: int) -> bool:
     return bool(word & 1)
+
+
+@contextlib.contextmanager
+def _mapped(m: Map, size: int) -> Iterator[mmap.mmap]:
+    """A read-only mapping of an mmapable array map's values (bpf/maps.h: the flow table)."""
+    mm = mmap.mmap(m.fd, -(-size // PAGE) * PAGE, mmap.MAP_SHARED, mmap.PROT_READ)
+    try:
+        yield mm
+    finally:
+        mm.close()
 
 
 class FlowTable:
@@ -130,6 +145,24 @@ class FlowTable:
                 s = batch[used[i] - start]
                 yield s.key, s.val
                 i += 1
+
+    def snapshot(self) -> np.ndarray:
+        """Every flow in the table as one numpy array of struct xg_flow_slot records (fields
+        `key` and `val`), copied out of the mapped arrays in a few vectorised steps: what
+        listing a table of millions of flows needs. Entries the data path writes meanwhile
+        may be copied half old, half new."""
+        import numpy as np
+
+        n = self.nsets * WAYS
+        with _mapped(self.sets, self.nsets * ct.sizeof(layout.FlowSet)) as sm, \
+                _mapped(self.slots, n * ct.sizeof(layout.FlowSlot)) as fm:
+            words = np.frombuffer(sm, dtype="<u8", count=n)
+            live = np.flatnonzero(words & 1)
+            del words
+            slots = np.frombuffer(fm, dtype=np.dtype(layout.FlowSlot), count=n)
+            out = slots[live]  # fancy indexing: a copy, the mapping can go
+            del slots
+        return out
 
     def keys(self) -> Iterator[layout.FlowKey]:
         for k, _ in self.items():

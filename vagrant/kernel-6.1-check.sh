@@ -46,7 +46,7 @@ if [ ! -x "$root/opt/venv/bin/python" ]; then
 	in_root 'apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates &&
 		update-ca-certificates >/dev/null &&
 		apt-get install -y -qq --no-install-recommends linux-image-amd64 linux-headers-amd64 \
-			python3-bpfcc python3-venv python3-pip iproute2 iputils-ping nftables ipset \
+			python3-bpfcc python3-numpy python3-venv python3-pip iproute2 iputils-ping nftables ipset \
 			ethtool procps initramfs-tools kmod udev &&
 		python3 -m venv --system-site-packages /opt/venv' >"$work/apt.log" 2>&1
 fi

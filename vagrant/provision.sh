@@ -4,7 +4,8 @@
 # project installed. Idempotent; used by the Vagrant VM, the README's quick start and CI.
 #   bash vagrant/provision.sh [--test] [REPO_DIR]
 # --test also installs what the test suite and the benchmarks need (vagrant, for
-# `vagrant validate`; tcpdump; numpy, which bench/ uses to build a million flows).
+# `vagrant validate`; tcpdump). numpy (listing the flow table) is Debian's, as pinned in
+# pyproject.toml, so pip finds it installed.
 set -euo pipefail
 
 with_tests=0
@@ -21,8 +22,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 pkgs=(python3 python3-venv python3-pip python3-bpfcc libbpfcc linux-headers-amd64
-	iproute2 iputils-ping nftables ipset ethtool procps kmod ca-certificates)
-[ "$with_tests" = 1 ] && pkgs+=(vagrant tcpdump python3-numpy)
+	python3-numpy iproute2 iputils-ping nftables ipset ethtool procps kmod ca-certificates)
+[ "$with_tests" = 1 ] && pkgs+=(vagrant tcpdump)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -127,3 +127,43 @@ def test_flows_added_by_the_controller_are_the_ones_the_data_path_then_finds(dp)
     ev = dp.events()
     assert ev[Event.FLOW_NEW] == new0, "the data path did not find a flow the controller added"
     assert sorted(f.pkts[0] for _, f in dp.flows()) == [6] * 200
+
+
+def test_listing_a_big_table_answers_as_a_walk_through_every_entry_would(dp):
+    """`xdpgate flows` filters and ranks the table as arrays (observe.flows); here 40,000
+    flows are listed by bytes, by port, by address range and by verdict, and compared with
+    the same filters applied entry by entry."""
+    from xdpgate.control import observe
+    from xdpgate.control.maps import addr16
+
+    rnd = random.Random(9)
+    keys, vals = [], []
+    for i in range(40000):
+        k = layout.FlowKey(proto=rnd.choice((6, 17)), port_a=fr.htons(rnd.randrange(1, 2000)),
+                           port_b=fr.htons(rnd.choice((53, 443, 5060))))
+        a = addr16(f"10.{i >> 8 & 255}.{i & 255}.1") if i % 4 else addr16(f"2001:db8::{i:x}")
+        k.addr_a[:] = a
+        k.addr_b[:] = addr16("192.0.2.1") if i % 4 else addr16("2001:db8:ffff::1")
+        keys.append(k)
+        vals.append(layout.Flow(init_is_a=1, pkts=(1, 1), bytes=(rnd.randrange(10**9), 0),
+                                override=rnd.choice((layout.Action.NONE, layout.Action.DROP)),
+                                action=(layout.Action.ALLOW, layout.Action.NONE)))
+    dp.maps.flowtable.set_many(keys, vals)
+    entries = dp.flows()
+    assert len(entries) > 39000  # a few may lose their place in a full set
+
+    def walk(pred, limit):
+        hits = sorted((f.bytes[0] + f.bytes[1] for k, f in entries if pred(k, f)), reverse=True)
+        return hits[:limit]
+
+    def listed(**filters):
+        return [r["bytes_fwd"] + r["bytes_rev"] for r in observe.flows(dp.maps, **filters)]
+
+    assert listed(limit=20) == walk(lambda k, f: True, 20)
+    assert listed(port=1234, limit=500) == walk(
+        lambda k, f: 1234 in (fr.htons(k.port_a), fr.htons(k.port_b)), 500)
+    lo, hi = addr16("10.6.0.0"), addr16("10.7.255.255")
+    assert listed(ip="10.6.0.0/15", limit=10**6) == walk(
+        lambda k, f: lo <= bytes(k.addr_a) <= hi, 10**6)
+    assert listed(verdict="drop", limit=50) == walk(
+        lambda k, f: f.override == layout.Action.DROP, 50)
