@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from .maps import Map
 
 MASK64 = (1 << 64) - 1
-PAGE = 4096
 WAYS = layout.FLOW_WAYS
 _WORDS = struct.Struct("<5QI")
 
@@ -63,7 +62,8 @@ def live(word: int) -> bool:
 @contextlib.contextmanager
 def _mapped(m: Map, size: int) -> Iterator[mmap.mmap]:
     """A read-only mapping of an mmapable array map's values (bpf/maps.h: the flow table)."""
-    mm = mmap.mmap(m.fd, -(-size // PAGE) * PAGE, mmap.MAP_SHARED, mmap.PROT_READ)
+    page = mmap.PAGESIZE
+    mm = mmap.mmap(m.fd, -(-size // page) * page, mmap.MAP_SHARED, mmap.PROT_READ)
     try:
         yield mm
     finally:
@@ -125,26 +125,11 @@ class FlowTable:
         empty = layout.FlowSet()
         self.sets.set_many([ct.c_uint32(i) for i in range(self.nsets)], [empty] * self.nsets)
 
-    def _words(self) -> Iterator[tuple[int, layout.FlowSet]]:
-        for k, fs in self.sets.items():
-            yield k.value, fs
-
-    def items(self, chunk: int = 4096) -> Iterator[tuple[layout.FlowKey, layout.Flow]]:
-        """Every flow in the table: the set words are read first, then only the entries of
-        ways in use, in batches of `chunk` entries."""
-        used = []
-        for si, fs in self._words():
-            base = si * WAYS
-            used.extend(base + w for w in range(WAYS) if live(fs.way[w]))
-        i = 0
-        while i < len(used):
-            start = used[i]
-            stop = start + chunk
-            batch = self.slots.read_range(start, min(chunk, self.nsets * WAYS - start))
-            while i < len(used) and used[i] < stop:
-                s = batch[used[i] - start]
-                yield s.key, s.val
-                i += 1
+    def items(self) -> Iterator[tuple[layout.FlowKey, layout.Flow]]:
+        """Every flow in the table, as ctypes records (from one snapshot)."""
+        for row in self.snapshot():
+            yield (layout.FlowKey.from_buffer_copy(row["key"].tobytes()),
+                   layout.Flow.from_buffer_copy(row["val"].tobytes()))
 
     def snapshot(self) -> np.ndarray:
         """Every flow in the table as one numpy array of struct xg_flow_slot records (fields
@@ -157,10 +142,10 @@ class FlowTable:
         with _mapped(self.sets, self.nsets * ct.sizeof(layout.FlowSet)) as sm, \
                 _mapped(self.slots, n * ct.sizeof(layout.FlowSlot)) as fm:
             words = np.frombuffer(sm, dtype="<u8", count=n)
-            live = np.flatnonzero(words & 1)
+            used = np.flatnonzero(words & 1)
             del words
             slots = np.frombuffer(fm, dtype=np.dtype(layout.FlowSlot), count=n)
-            out = slots[live]  # fancy indexing: a copy, the mapping can go
+            out = slots[used]  # fancy indexing: a copy, the mapping can go
             del slots
         return out
 
@@ -169,7 +154,14 @@ class FlowTable:
             yield k
 
     def __len__(self) -> int:
-        return sum(live(w) for _, fs in self._words() for w in fs.way)
+        import numpy as np
+
+        n = self.nsets * WAYS
+        with _mapped(self.sets, n * 8) as sm:
+            words = np.frombuffer(sm, dtype="<u8", count=n)
+            used = int(np.count_nonzero(words & 1))
+            del words
+        return used
 
     def set_many(self, keys: list[layout.FlowKey], values: list[layout.Flow]) -> int:
         """Add flows as the data path would (an empty way, else the set's longest unseen, an

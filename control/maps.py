@@ -91,16 +91,6 @@ class Map:
             if v is not None:
                 yield k, v
 
-    def read_range(self, start: int, n: int) -> list[Any]:
-        """Values of array entries start .. start + n - 1, in one batched read."""
-        keys = (self.key_t * n)()
-        vals = (self._vbuf_t * n)()
-        in_b = ct.c_uint64(start - 1) if start else None
-        got, _ = bpfsys.lookup_batch(self.fd, in_b, ct.c_uint64(), keys, vals, n)
-        if got < n:
-            raise OSError(f"map {self.name}: read {got} of {n} entries from {start}")
-        return list(vals)
-
     def set_many(self, keys: list[Any], values: list[Any], chunk: int = 65536) -> None:
         """Write many entries with BPF_MAP_UPDATE_BATCH."""
         for i in range(0, len(keys), chunk):
