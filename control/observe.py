@@ -172,7 +172,7 @@ def flows(maps: MapSet, *, app: str | None = None, category: str | None = None,
         if category:
             keep &= eff_cat == (tx.category_id(category) if category in tx.CATEGORIES else -1)
     if port is not None:
-        nport = ((port & 0xFF) << 8) | (port >> 8)  # the key holds ports in network order
+        nport = _port(port)  # the key holds ports in network order
         keep &= (k["port_a"] == nport) | (k["port_b"] == nport)
     if ip:
         net = ipaddress.ip_network(ip, strict=False)
