@@ -42,8 +42,9 @@ XG_MAP("lpm_trie", struct xg_lpm6_key, u32, lpm6, XG_LPM6_MAX, BPF_F_NO_PREALLOC
  * walked for addresses whose bit is set; controller */
 XG_MAP("array", u32, u64, addrhint, 4 * XG_HINT_WORDS, 0);
 /* the flow table's entries and its sets' way words (struct xg_flowset); data path (class
- * fields copied from the mailbox). Mmapable only for the alignment: such arrays start on a
- * page, so a set is one cache line and an entry three (plain arrays start 8 bytes into one) */
+ * fields copied from the mailbox). Mmapable: such arrays start on a page, so a set is one
+ * cache line and an entry three (plain arrays start 8 bytes into one), and the controller
+ * maps them to list flows (control/flowtable.py) */
 XG_MAP("array", u32, struct xg_flow_slot, flows, XG_FLOW_MAX, BPF_F_MMAPABLE);
 XG_MAP("array", u32, struct xg_flowset, flowsets, XG_FLOW_SETS, BPF_F_MMAPABLE);
 /* labels for flows, taken by the flow's next packet; controller writes, data path deletes */
