@@ -80,19 +80,26 @@ class FlowTable:
     def _where(self, key: layout.FlowKey) -> tuple[int, int]:
         return place(flow_hash(key, self.seed), self.nsets)
 
+    def _way_of(self, si: int, fs: layout.FlowSet, tag: int, raw: bytes,
+                staged: dict[int, layout.FlowSlot] | None = None) -> int | None:
+        """The way of set `si` holding key `raw`, or None; `staged` entries (not yet
+        written) are looked at before the map's."""
+        for w in range(WAYS):
+            if fs.way[w] & 0xFFFFFFFF == tag:
+                idx = si * WAYS + w
+                s = staged.get(idx) if staged else None
+                if s is None:
+                    s = self.slots.get(ct.c_uint32(idx))
+                if s is not None and bytes(s.key) == raw:
+                    return w
+        return None
+
     def _find(self, key: layout.FlowKey) -> tuple[int, int, layout.FlowSet] | None:
         """(set, way, set words) of the key's entry, or None."""
         si, tag = self._where(key)
         fs = self.sets.get(ct.c_uint32(si))
-        if fs is None:
-            return None
-        raw = bytes(key)
-        for w in range(WAYS):
-            if fs.way[w] & 0xFFFFFFFF == tag:
-                s = self.slots.get(ct.c_uint32(si * WAYS + w))
-                if s is not None and bytes(s.key) == raw:
-                    return si, w, fs
-        return None
+        w = None if fs is None else self._way_of(si, fs, tag, bytes(key))
+        return None if w is None else (si, w, fs)
 
     def get(self, key: layout.FlowKey) -> layout.Flow | None:
         found = self._find(key)
@@ -131,6 +138,17 @@ class FlowTable:
             yield (layout.FlowKey.from_buffer_copy(row["key"].tobytes()),
                    layout.Flow.from_buffer_copy(row["val"].tobytes()))
 
+    def _used(self) -> np.ndarray:
+        """Indices of the entries in use (their way words are live), from the mapped sets."""
+        import numpy as np
+
+        n = self.nsets * WAYS
+        with _mapped(self.sets, self.nsets * ct.sizeof(layout.FlowSet)) as sm:
+            words = np.frombuffer(sm, dtype="<u8", count=n)
+            used = np.flatnonzero(words & 1)
+            del words
+        return used
+
     def snapshot(self) -> np.ndarray:
         """Every flow in the table as one numpy array of struct xg_flow_slot records (fields
         `key` and `val`), copied out of the mapped arrays in a few vectorised steps: what
@@ -138,12 +156,8 @@ class FlowTable:
         may be copied half old, half new."""
         import numpy as np
 
-        n = self.nsets * WAYS
-        with _mapped(self.sets, self.nsets * ct.sizeof(layout.FlowSet)) as sm, \
-                _mapped(self.slots, n * ct.sizeof(layout.FlowSlot)) as fm:
-            words = np.frombuffer(sm, dtype="<u8", count=n)
-            used = np.flatnonzero(words & 1)
-            del words
+        used, n = self._used(), self.nsets * WAYS
+        with _mapped(self.slots, n * ct.sizeof(layout.FlowSlot)) as fm:
             slots = np.frombuffer(fm, dtype=np.dtype(layout.FlowSlot), count=n)
             out = slots[used]  # fancy indexing: a copy, the mapping can go
             del slots
@@ -154,14 +168,7 @@ class FlowTable:
             yield k
 
     def __len__(self) -> int:
-        import numpy as np
-
-        n = self.nsets * WAYS
-        with _mapped(self.sets, n * 8) as sm:
-            words = np.frombuffer(sm, dtype="<u8", count=n)
-            used = int(np.count_nonzero(words & 1))
-            del words
-        return used
+        return len(self._used())
 
     def set_many(self, keys: list[layout.FlowKey], values: list[layout.Flow]) -> int:
         """Add flows as the data path would (an empty way, else the set's longest unseen, an
@@ -176,16 +183,7 @@ class FlowTable:
             if fs is None:
                 fs = self.sets.get(ct.c_uint32(si)) or layout.FlowSet()
                 sets[si] = fs
-            raw = bytes(key)
-            way = None
-            for w in range(WAYS):
-                word = fs.way[w]
-                if word & 0xFFFFFFFF == tag:
-                    idx = si * WAYS + w
-                    s = slots.get(idx) or self.slots.get(ct.c_uint32(idx))
-                    if s is not None and bytes(s.key) == raw:
-                        way = w
-                        break
+            way = self._way_of(si, fs, tag, bytes(key), slots)
             if way is None:
                 def score(w: int) -> int:  # as the data path picks: empty, else longest unseen
                     word = fs.way[w]

@@ -152,20 +152,17 @@ def flows(maps: MapSet, *, app: str | None = None, category: str | None = None,
     keep = np.ones(len(rows), dtype=bool)
     # labels still in the mailbox count as the class of flows not yet classified
     pending = {bytes(key): v for key, v in maps["mailbox"].items()}
-    pend_of: dict[int, layout.Class] = {}
     classified = (f["flags"] & layout.FlowFlag.CLASSIFIED) != 0
-    if pending:
-        uncl = np.flatnonzero(~classified)
-        raw, ks = k[uncl].tobytes(), k.dtype.itemsize
-        for j, i in enumerate(uncl):
-            pend = pending.get(raw[j * ks:(j + 1) * ks])
-            if pend is not None:
-                pend_of[int(i)] = pend
     if app or category:
         labelled = classified.copy()
         eff_app, eff_cat = f["app"].astype(np.int32), f["category"].astype(np.int32)
-        for i, pend in pend_of.items():
-            labelled[i], eff_app[i], eff_cat[i] = True, pend.app, pend.category
+        if pending:
+            uncl = np.flatnonzero(~classified)
+            raw, ks = k[uncl].tobytes(), k.dtype.itemsize
+            for j, i in enumerate(uncl):
+                pend = pending.get(raw[j * ks:(j + 1) * ks])
+                if pend is not None:
+                    labelled[i], eff_app[i], eff_cat[i] = True, pend.app, pend.category
         keep &= labelled
         if app:
             keep &= eff_app == (tx.app_id(app) if app in tx.APPS else -1)
@@ -202,7 +199,8 @@ def flows(maps: MapSet, *, app: str | None = None, category: str | None = None,
     for i in top:
         key = layout.FlowKey.from_buffer_copy(k[i].tobytes())
         fl = layout.Flow.from_buffer_copy(f[i].tobytes())
-        out.append(flow_view(key, fl, now, rule_names, pend_of.get(int(i))))
+        pend = None if classified[i] else pending.get(bytes(key))
+        out.append(flow_view(key, fl, now, rule_names, pend))
     return out
 
 
