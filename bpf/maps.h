@@ -34,13 +34,17 @@ XG_MAP("array", u32, struct xg_portbits, portbits, 2 * XG_PORT_SLOTS, 0);
 XG_MAP("array", u32, struct xg_addrclass, addrclass, 2 * XG_ADDRCLASS_MAX, 0);
 /* rule bitmaps of rules naming a tunnel id; controller */
 XG_MAP("hash", struct xg_tunid_key, struct xg_bits, tunid, 2048, 0);
-/* IPv4 prefixes of all address sets -> address class; controller */
-XG_MAP("lpm_trie", struct xg_lpm4_key, u32, lpm4, XG_LPM4_MAX, BPF_F_NO_PREALLOC);
+/* IPv4 address classes per /24 (bank * XG_A4_WORDS + /24 / 4, 16 bits each); controller.
+ * Mmapable, so the controller diffs a bank against what it holds without a copy of its own */
+XG_MAP("array", u32, u64, addr4, 2 * XG_A4_WORDS, BPF_F_MMAPABLE);
+/* IPv4 set prefixes and /24 base classes -> address class (a prefix and a base per
+ * prefix at most); controller */
+XG_MAP("hash", struct xg_pfx4_key, u32, pfx4, 2 * XG_LPM4_MAX, BPF_F_NO_PREALLOC);
 /* IPv6 prefixes -> address class; controller */
 XG_MAP("lpm_trie", struct xg_lpm6_key, u32, lpm6, XG_LPM6_MAX, BPF_F_NO_PREALLOC);
-/* address hint bits, ((bank * 2 + is_v6) * XG_HINT_WORDS + slot / 64): the tries are only
- * walked for addresses whose bit is set; controller */
-XG_MAP("array", u32, u64, addrhint, 4 * XG_HINT_WORDS, 0);
+/* IPv6 address hint bits (bank * XG_HINT_WORDS + slot / 64): the trie is only walked for
+ * addresses whose bit is set; controller */
+XG_MAP("array", u32, u64, addrhint, 2 * XG_HINT_WORDS, 0);
 /* the flow table's entries and its sets' way words (struct xg_flowset); data path (class
  * fields copied from the mailbox). Mmapable: such arrays start on a page, so a set is one
  * cache line and an entry three (plain arrays start 8 bytes into one), and the controller
@@ -79,7 +83,7 @@ struct xg_scratch {
 	struct xg_flow_key key __attribute__((aligned(8))); /* hashed 8 bytes at a time */
 	/* new flows and rule evaluation */
 	struct xg_flow nf;
-	struct xg_lpm4_key k4;
+	struct xg_pfx4_key k4;
 	struct xg_lpm6_key k6;
 	struct xg_bits m;
 	struct xg_bits either;

@@ -100,35 +100,60 @@ static __always_inline struct xg_bits *fb(__u32 bank, __u32 idx)
 	return fieldbits.lookup(&k);
 }
 
-/* 0 when no set prefix can hold the address: its hint bit is clear. */
-static __always_inline int hint_may(__u32 bank, __u32 v6, __u32 slot)
+/* 0 when no IPv6 set prefix can hold the address: its hint bit is clear. */
+static __always_inline int hint_may(__u32 bank, __u32 slot)
 {
-	__u32 k = (bank * 2 + v6) * XG_HINT_WORDS + (slot >> 6);
+	__u32 k = bank * XG_HINT_WORDS + (slot >> 6);
 	__u64 *w = addrhint.lookup(&k);
 	return w && ((*w >> (slot & 63)) & 1);
+}
+
+/* Address class of an IPv4 address (host order): its /24's entry, or, where the /24
+ * holds longer prefixes, the longest of them that matches, else the /24's base. */
+static __always_inline __u32 addr4_class(struct xg_scratch *sc, __u32 bank, __u32 a)
+{
+	__u32 slot = a >> 8;
+	__u32 k = bank * XG_A4_WORDS + (slot >> 2);
+	__u64 *w = addr4.lookup(&k);
+	if (!w)
+		return 0;
+	__u32 e = (*w >> ((slot & 3) * 16)) & 0xffff;
+	if (!(e & XG_A4_SPILL))
+		return e;
+	struct xg_pfx4_key *pk = &sc->k4;
+	__u32 *v;
+	pk->bank = bank;
+	pk->kind = XG_PFX_PREFIX;
+	pk->pad = 0;
+#pragma unroll
+	for (int len = 32; len > 24; len--) {
+		if (e & (1 << (len - 25))) {
+			pk->len = len;
+			pk->addr = bpf_htonl(a & (0xffffffffU << (32 - len)));
+			v = pfx4.lookup(pk);
+			if (v)
+				return *v;
+		}
+	}
+	pk->kind = XG_PFX_BASE;
+	pk->len = 24;
+	pk->addr = bpf_htonl(a & 0xffffff00U);
+	v = pfx4.lookup(pk);
+	return v ? *v : 0;
 }
 
 /* Address class of an address (0 when it is in no set). */
 static __always_inline __u32 addr_class(struct xg_scratch *sc, __u32 bank, __u32 *a)
 {
-	__u32 *v;
-	if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff)) {
-		if (!hint_may(bank, 0, bpf_ntohl(a[3]) >> (32 - XG_HINT_BITS)))
-			return 0;
-		struct xg_lpm4_key *k = &sc->k4;
-		k->prefixlen = 8 + 32;
-		k->bank = bank;
-		__builtin_memcpy(k->addr, &a[3], 4);
-		v = lpm4.lookup(k);
-	} else {
-		if (!hint_may(bank, 1, (__u32)(bpf_ntohl(a[0]) * XG_HINT_MUL) >> (32 - XG_HINT_BITS)))
-			return 0;
-		struct xg_lpm6_key *k = &sc->k6;
-		k->prefixlen = 8 + 128;
-		k->bank = bank;
-		__builtin_memcpy(k->addr, a, 16);
-		v = lpm6.lookup(k);
-	}
+	if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff))
+		return addr4_class(sc, bank, bpf_ntohl(a[3]));
+	if (!hint_may(bank, (__u32)(bpf_ntohl(a[0]) * XG_HINT_MUL) >> (32 - XG_HINT_BITS)))
+		return 0;
+	struct xg_lpm6_key *k = &sc->k6;
+	k->prefixlen = 8 + 128;
+	k->bank = bank;
+	__builtin_memcpy(k->addr, a, 16);
+	__u32 *v = lpm6.lookup(k);
 	return v ? *v : 0;
 }
 

@@ -68,11 +68,20 @@
 #define XG_PORT_NONE 65536
 #define XG_RULE_NONE 0xffff /* "no rule matched": the default action */
 
-/* Address hint (control/addrhint.py builds it): one bit per IPv4 /24 and per hashed IPv6
- * /32, per bank and family, set where some set prefix may hold the address */
+/* IPv4 addresses (control/addr4.py builds the table): one 16-bit entry per /24 and bank,
+ * four to a u64 word. An entry without XG_A4_SPILL is the address class of the whole /24
+ * (0: in no set); with it, bit len - 25 says prefixes of length len (25..32) lie in the
+ * /24, and the pfx4 hash holds them and the /24's base class. */
+#define XG_A4_WORDS (1 << 22) /* u64 words per bank */
+#define XG_A4_SPILL 0x8000
+#define XG_PFX_PREFIX 0
+#define XG_PFX_BASE 1
+
+/* IPv6 address hint (control/addrhint.py builds it): one bit per hashed /32, per bank,
+ * set where some set prefix may hold the address */
 #define XG_HINT_BITS 24
-#define XG_HINT_WORDS (1 << (XG_HINT_BITS - 6)) /* u64 words per bank and family */
-#define XG_HINT_MUL 0x9E3779B1 /* IPv6: slot = (first 32 bits * MUL) mod 2^32 >> 8 */
+#define XG_HINT_WORDS (1 << (XG_HINT_BITS - 6)) /* u64 words per bank */
+#define XG_HINT_MUL 0x9E3779B1 /* slot = (first 32 bits * MUL) mod 2^32 >> 8 */
 
 /* Actions a rule, the default or the controller can ask for (policy encoding). */
 enum xg_action {

@@ -93,15 +93,20 @@ struct xg_expect {
 	struct xg_class cls;
 };
 
-/* LPM keys for the address sets. The first data byte is the policy bank, so a
- * lookup is for prefixlen 8 + 32 (or 8 + 128). The value is an address class. */
-struct xg_lpm4_key {
-	__u32 prefixlen;
+/* IPv4 prefixes of the address sets, by exact key (the per-/24 table, XG_A4_*, says which
+ * lengths to try): kind XG_PFX_PREFIX is a set prefix of any length; kind XG_PFX_BASE is
+ * the class of a /24 that holds longer prefixes, for its addresses outside them. addr is in
+ * network order with the bits past len cleared. The value is an address class. */
+struct xg_pfx4_key {
 	__u8 bank;
-	__u8 addr[4];
-	__u8 pad[3];
+	__u8 len;
+	__u8 kind;
+	__u8 pad;
+	__u32 addr;
 };
 
+/* LPM key for the IPv6 sets. The first data byte is the policy bank, so a lookup is for
+ * prefixlen 8 + 128. The value is an address class. */
 struct xg_lpm6_key {
 	__u32 prefixlen;
 	__u8 bank;

@@ -20,15 +20,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import addrhint, layout
+import numpy as np
+
+from . import addr4, addrhint, layout
 from .compile import ROLES, Wanted
 from .errors import XgError
 from .maps import MapSet
 
 log = logging.getLogger("xdpgate.apply")
-GRACE_S = 0.005
-_LPM4 = struct.Struct("<IB4s3x")  # struct xg_lpm4_key
-_LPM6 = struct.Struct("<IB16s3x")  # struct xg_lpm6_key  # in-flight packets finish reading a bank well within this
+GRACE_S = 0.005  # in-flight packets finish reading a bank well within this
+_PFX4 = struct.Struct("<BBBx4s")  # struct xg_pfx4_key
+_LPM6 = struct.Struct("<IB16s3x")  # struct xg_lpm6_key
 
 
 def _words(mask: int, n: int) -> list[int]:
@@ -51,11 +53,12 @@ class BankState:
     addrclass: dict[int, tuple[int, ...]]
     tunid: dict[int, int]
     lpm: dict[tuple[int, int, int], int]
-    hint: bytes | None = None  # the bank's address hint; None: not known (rewrite it all)
+    bases4: dict[int, int] = field(default_factory=dict)  # /24 -> base class (control/addr4.py)
+    hint: bytes | None = None  # the bank's IPv6 address hint; None: not known (rewrite it all)
 
     @classmethod
     def empty(cls) -> BankState:
-        return cls({}, [], [], {}, {}, {}, {}, {}, bytes(addrhint.SIZE))
+        return cls({}, [], [], {}, {}, {}, {}, {}, {}, bytes(addrhint.SIZE))
 
 
 @dataclass
@@ -128,15 +131,23 @@ class Applier:
                     ac[k.value - lo] = t
         tid = {k.tun_id: _mask(v.w) for k, v in self.maps["tunid"].items() if k.bank == bank}
         lpm: dict[tuple[int, int, int], int] = {}
-        for name, ver, nbytes in (("lpm4", 4, 4), ("lpm6", 6, 16)):
-            for k in self.maps[name].keys():
-                if k.bank != bank:
-                    continue
-                v = self.maps[name].get(k)
-                if v is not None:
-                    lpm[(ver, int.from_bytes(bytes(k.addr), "big"), k.prefixlen - 8)] = v.value
+        bases4: dict[int, int] = {}
+        for k, v in self.maps["pfx4"].items():
+            if k.bank != bank:
+                continue
+            net = layout.addr4_of(k)
+            if k.kind == layout.PFX_PREFIX:
+                lpm[(4, net, k.len)] = v.value
+            else:
+                bases4[net >> 8] = v.value
+        for k in self.maps["lpm6"].keys():
+            if k.bank != bank:
+                continue
+            v = self.maps["lpm6"].get(k)
+            if v is not None:
+                lpm[(6, int.from_bytes(bytes(k.addr), "big"), k.prefixlen - 8)] = v.value
         names = [""] * len(rules)  # rule names are not in the maps; the controller knows them
-        return BankState(header, rules, names, fb, pb, ac, tid, lpm)
+        return BankState(header, rules, names, fb, pb, ac, tid, lpm, bases4)
 
     # ---- apply -------------------------------------------------------------
     def apply(self, wanted: Wanted) -> int:
@@ -152,7 +163,7 @@ class Applier:
                 cur = self.read_bank(target)
             try:
                 self._retire_hits(target)
-                hint = self._write_bank(target, cur, wanted)
+                bases4, hint = self._write_bank(target, cur, wanted)
             except OSError as e:
                 self.banks[target] = None
                 raise _map_error(e) from None
@@ -160,7 +171,7 @@ class Applier:
             self.last_flip = time.monotonic()
             self.banks[target] = BankState(wanted.header, wanted.rules, wanted.rule_names,
                                            wanted.fieldbits, wanted.portbits, wanted.addrclass,
-                                           wanted.tunid, wanted.lpm, hint)
+                                           wanted.tunid, wanted.lpm, bases4, hint)
             self.classes = dict(wanted.classes)
             log.debug("policy generation %d in bank %d", gen + 1, target)
             return gen + 1
@@ -187,8 +198,9 @@ class Applier:
         for slot in range(self.sizes.rule_max):
             bk.set(ct.c_uint32(bank * self.sizes.rule_max + slot), layout.Bucket())
 
-    def _write_bank(self, bank: int, cur: BankState, new: Wanted) -> bytes:
-        """Write `new` into `bank` (which holds `cur`); returns the bank's address hint."""
+    def _write_bank(self, bank: int, cur: BankState, new: Wanted) -> tuple[dict[int, int], bytes]:
+        """Write `new` into `bank` (which holds `cur`); returns the bank's IPv4 base
+        classes and IPv6 address hint."""
         s = self.sizes
         w = s.rule_words
         Bits = layout.bits_type(w)
@@ -237,16 +249,46 @@ class Applier:
             if cur.tunid.get(t) != mask:
                 tm.set(layout.TunidKey(bank, t), bits(mask))
 
-        # prefixes (LPM, banked by the key's first byte), then the hint in front of them
+        # prefixes, then what the data path reads in front of them: the IPv4 table (and
+        # its base classes) and the IPv6 hint
         changed = new.lpm.items() - cur.lpm.items() if cur.lpm else new.lpm.items()
         gone = cur.lpm.keys() - new.lpm.keys() if cur.lpm else ()
-        self._write_lpm(bank, changed, gone)
+        self._write_prefixes(bank, changed, gone)
+        bases4 = self._write_addr4(bank, cur, new.lpm, changed, gone)
         hint = self._write_hint(bank, cur, new.lpm, changed, gone)
 
         # header last: it also carries the rule count
         h = layout.Policy(**new.header)
         self.maps["policy"].set(ct.c_uint32(bank), h)
-        return hint
+        return bases4, hint
+
+    def _write_addr4(self, bank: int, cur: BankState, lpm: dict, changed: Any,
+                     gone: Any) -> dict[int, int]:
+        """The bank's IPv4 table for `lpm`: only the words that differ from what the bank
+        holds (read back through the map's mapping), then the base classes that changed."""
+        if cur.hint is not None and not any(k[0] == 4 for k, _ in changed) \
+                and not any(k[0] == 4 for k in gone):
+            return cur.bases4
+        table, bases = addr4.build(lpm.items())
+        m = self.maps["addr4"]
+        base = bank * layout.A4_WORDS
+        new_w = table.view(np.uint64)
+        idx = np.flatnonzero(m.words(base, layout.A4_WORDS) != new_w)
+        if idx.size:
+            m.set_many_raw((idx + base).astype(np.uint32).tobytes(), new_w[idx].tobytes(),
+                           int(idx.size))
+        pk = self.maps["pfx4"]
+        put = [(s, c) for s, c in bases.items() if cur.bases4.get(s) != c]
+        if put:
+            keys = b"".join(_PFX4.pack(bank, 24, layout.PFX_BASE, (s << 8).to_bytes(4, "big"))
+                            for s, _ in put)
+            pk.set_many_raw(keys, array.array("I", (c for _, c in put)).tobytes(), len(put))
+        drop = [s for s in cur.bases4 if s not in bases]
+        if drop:
+            pk.delete_many_raw(b"".join(_PFX4.pack(bank, 24, layout.PFX_BASE,
+                                                   (s << 8).to_bytes(4, "big")) for s in drop),
+                               len(drop))
+        return bases
 
     def _write_hint(self, bank: int, cur: BankState, lpm: dict, changed: Any, gone: Any) -> bytes:
         """The bank's address hint for `lpm`: added to when prefixes were only added,
@@ -260,26 +302,29 @@ class Applier:
             hint = addrhint.build(lpm)
         idx, val = addrhint.changed_words(cur.hint, hint)
         if idx:
-            base = bank * 2 * layout.HINT_WORDS
+            base = bank * layout.HINT_WORDS
             keys = array.array("I", (base + i for i in idx))
             self.maps["addrhint"].set_many_raw(keys.tobytes(), val.tobytes(), len(keys))
         return bytes(hint)
 
-    def _write_lpm(self, bank: int, changed: Any, gone: Any) -> None:
+    def _write_prefixes(self, bank: int, changed: Any, gone: Any) -> None:
         """Write changed prefixes and delete gone ones, as packed bytes: a million entries in
-        about a second."""
-        for name, ver, st in (("lpm4", 4, _LPM4), ("lpm6", 6, _LPM6)):
-            nbytes = 4 if ver == 4 else 16
-            pack = st.pack
+        about a second. IPv4 ones are PFX_PREFIX entries of `pfx4`, IPv6 ones go to the trie."""
+        for name, ver in (("pfx4", 4), ("lpm6", 6)):
+            if ver == 4:
+                def pack(net: int, plen: int) -> bytes:
+                    return _PFX4.pack(bank, plen, layout.PFX_PREFIX, net.to_bytes(4, "big"))
+            else:
+                def pack(net: int, plen: int) -> bytes:
+                    return _LPM6.pack(8 + plen, bank, net.to_bytes(16, "big"))
             keys, vals = [], array.array("I")
             for (v, net, plen), cid in changed:
                 if v == ver:
-                    keys.append(pack(8 + plen, bank, net.to_bytes(nbytes, "big")))
+                    keys.append(pack(net, plen))
                     vals.append(cid)
             if keys:
                 self.maps[name].set_many_raw(b"".join(keys), vals.tobytes(), len(keys))
-            dels = [pack(8 + plen, bank, net.to_bytes(nbytes, "big"))
-                    for (v, net, plen) in gone if v == ver]
+            dels = [pack(net, plen) for (v, net, plen) in gone if v == ver]
             if dels:
                 self.maps[name].delete_many_raw(b"".join(dels), len(dels))
 

@@ -10,9 +10,7 @@ listing, tests and benchmarks.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes as ct
-import mmap
 import struct
 import time
 from collections.abc import Iterable, Iterator
@@ -57,17 +55,6 @@ def seen_now() -> int:
 
 def live(word: int) -> bool:
     return bool(word & 1)
-
-
-@contextlib.contextmanager
-def _mapped(m: Map, size: int) -> Iterator[mmap.mmap]:
-    """A read-only mapping of an mmapable array map's values (bpf/maps.h: the flow table)."""
-    page = mmap.PAGESIZE
-    mm = mmap.mmap(m.fd, -(-size // page) * page, mmap.MAP_SHARED, mmap.PROT_READ)
-    try:
-        yield mm
-    finally:
-        mm.close()
 
 
 class FlowTable:
@@ -143,7 +130,7 @@ class FlowTable:
         import numpy as np
 
         n = self.nsets * WAYS
-        with _mapped(self.sets, self.nsets * ct.sizeof(layout.FlowSet)) as sm:
+        with self.sets.mapped(self.nsets * ct.sizeof(layout.FlowSet)) as sm:
             words = np.frombuffer(sm, dtype="<u8", count=n)
             used = np.flatnonzero(words & 1)
             del words
@@ -157,7 +144,7 @@ class FlowTable:
         import numpy as np
 
         used, n = self._used(), self.nsets * WAYS
-        with _mapped(self.slots, n * ct.sizeof(layout.FlowSlot)) as fm:
+        with self.slots.mapped(n * ct.sizeof(layout.FlowSlot)) as fm:
             slots = np.frombuffer(fm, dtype=np.dtype(layout.FlowSlot), count=n)
             out = slots[used]  # fancy indexing: a copy, the mapping can go
             del slots

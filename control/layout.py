@@ -22,7 +22,10 @@ TUN_MAX = 8
 PORT_SLOTS = 65537
 PORT_NONE = 65536
 RULE_NONE = 0xFFFF
-HINT_BITS = 24  # address hint: bits per bank and family (see control/addrhint.py)
+A4_WORDS = 1 << 22  # IPv4 table: u64 words per bank, four /24 entries each (control/addr4.py)
+A4_SPILL = 0x8000
+PFX_PREFIX, PFX_BASE = 0, 1  # kinds of struct xg_pfx4_key
+HINT_BITS = 24  # IPv6 address hint: bits per bank (see control/addrhint.py)
 HINT_WORDS = 1 << (HINT_BITS - 6)
 HINT_MUL = 0x9E3779B1
 FLOW_WAYS = 8  # flow table: ways per set (struct xg_flowset; control/flowtable.py)
@@ -49,6 +52,8 @@ class Sizes:
     def __post_init__(self) -> None:
         if self.rule_max % 64 or not 64 <= self.rule_max <= 1024:
             raise ValueError("rule_max must be a multiple of 64 between 64 and 1024")
+        if not 1 <= self.addrclass_max <= A4_SPILL:
+            raise ValueError(f"addrclass_max must be between 1 and {A4_SPILL}")
         if self.tunnel_depth not in (0, 1, 2):
             raise ValueError("tunnel_depth must be 0, 1 or 2")
         if self.ringbuf_pages & (self.ringbuf_pages - 1):
@@ -269,8 +274,14 @@ class Expect(ct.Structure):
     _fields_ = [("expires_ns", u64), ("cls", Class)]
 
 
-class Lpm4Key(ct.Structure):
-    _fields_ = [("prefixlen", u32), ("bank", u8), ("addr", u8 * 4), ("pad", u8 * 3)]
+class Pfx4Key(ct.Structure):
+    _fields_ = [("bank", u8), ("len", u8), ("kind", u8), ("pad", u8),
+                ("addr", u32)]  # network order: read it as bytes (addr4_of)
+
+
+def addr4_of(key: Pfx4Key) -> int:
+    """The address of a pfx4 key as an int."""
+    return int.from_bytes(bytes(key)[4:8], "big")
 
 
 class Lpm6Key(ct.Structure):
@@ -370,7 +381,8 @@ FIXED_LAYOUTS: dict[str, tuple[type, type]] = {
     "mailbox": (FlowKey, Class),
     "expect": (ExpectKey, Expect),
     "expect_live": (u32, u64),
-    "lpm4": (Lpm4Key, u32),
+    "addr4": (u32, u64),
+    "pfx4": (Pfx4Key, u32),
     "lpm6": (Lpm6Key, u32),
     "addrhint": (u32, u64),
     "counters": (u32, Counter),

@@ -7,7 +7,9 @@ bcc. Counters are read in batches and summed over CPUs once per read.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
+import mmap
 import os
 import socket
 from collections.abc import Iterable, Iterator
@@ -20,8 +22,8 @@ from .flowtable import FlowTable
 from .layout import Sizes
 
 PERCPU = {"counters", "rule_hits", "dims", "events"}
-PINNED = ("config", "policy", "rules", "fieldbits", "portbits", "addrclass", "tunid", "lpm4",
-          "lpm6", "addrhint", "flows", "flowsets", "mailbox", "expect", "expect_live", "counters",
+PINNED = ("config", "policy", "rules", "fieldbits", "portbits", "addrclass", "tunid", "addr4",
+          "pfx4", "lpm6", "addrhint", "flows", "flowsets", "mailbox", "expect", "expect_live", "counters",
           "rule_hits", "dims", "events", "buckets", "scratch", "progs")
 
 
@@ -45,6 +47,26 @@ class Map:
 
     def _key(self, k: Any) -> Any:
         return k if isinstance(k, ct._SimpleCData | ct.Structure) else self.key_t(k)
+
+    @contextlib.contextmanager
+    def mapped(self, size: int) -> Iterator[mmap.mmap]:
+        """A read-only mapping of the first `size` bytes of an mmapable array's values."""
+        page = mmap.PAGESIZE
+        mm = mmap.mmap(self.fd, -(-size // page) * page, mmap.MAP_SHARED, mmap.PROT_READ)
+        try:
+            yield mm
+        finally:
+            mm.close()
+
+    def words(self, start: int, count: int) -> Any:
+        """Values start..start+count-1 of an mmapable array of u64, as a numpy array (a copy)."""
+        import numpy as np
+
+        with self.mapped((start + count) * 8) as mm:
+            view = np.frombuffer(mm, dtype=np.uint64, count=count, offset=start * 8)
+            out = view.copy()
+            del view
+        return out
 
     def get(self, key: Any) -> Any | None:
         v = self._vbuf_t()
@@ -209,7 +231,7 @@ def sizes_from_pins(pin_dir: Path) -> Sizes:
         flow_max=info("flows").max_entries,
         rule_max=rules.max_entries // 2,
         addrclass_max=addrc.max_entries // 2,
-        lpm4_max=info("lpm4").max_entries,
+        lpm4_max=info("pfx4").max_entries // 2,
         lpm6_max=info("lpm6").max_entries,
         expect_max=info("expect").max_entries,
         mailbox_max=info("mailbox").max_entries,

@@ -70,10 +70,10 @@ def test_validate_is_a_dry_run_with_warnings(api, ro, ctl):
 
 
 def test_a_kernel_refusal_is_409_with_its_message_and_the_old_policy_stays(api, ctl):
-    ctl.fail_next = XgError("update map", "xg_lpm4", "map is full", "raise --set-max")
+    ctl.fail_next = XgError("update map", "xg_pfx4", "map is full", "raise --set-max")
     r = api.post("/api/v1/rules", json=SIP)
     assert r.status_code == 409
-    assert r.json()["detail"] == "couldn't update map xg_lpm4: map is full; raise --set-max"
+    assert r.json()["detail"] == "couldn't update map xg_pfx4: map is full; raise --set-max"
     assert names(api) == []
 
 

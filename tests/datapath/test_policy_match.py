@@ -198,10 +198,11 @@ def test_a_udp_frame_is_not_confused_with_its_inner_bytes(dp):
     assert outcome(dp, frame) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
 
 
-# The address hint in front of the tries (control/addrhint.py): its bits are computed in
-# Python and tested in C, so these prefixes cover each way a bit gets set: a /32 and a
-# /23 (part of a /24 slot), a /8 (a run of 65,536 slots), IPv6 /128 and /48 (one hashed
-# /32 slot each), a /20 (4,096 hashed slots) and a /12 (too many: every IPv6 slot).
+# The IPv4 table (control/addr4.py) and the IPv6 hint in front of the trie
+# (control/addrhint.py) are computed in Python and read in C, so these prefixes cover each
+# way an entry gets set: a /32 (a spilled /24) and a /23 (two /24 entries), a /8 (a run of
+# 65,536), IPv6 /128 and /48 (one hashed /32 slot each), a /20 (4,096 hashed slots) and a
+# /12 (too many: every IPv6 slot).
 HINTED = {
     "blocked": ["198.51.100.7/32", "203.0.112.0/23", "11.0.0.0/8",
                 "2001:db8:5::9/128", "2001:db8:77::/48", "2a00:1000::/20"],
@@ -240,3 +241,23 @@ def test_a_prefix_taken_out_of_a_set_stops_matching_and_one_added_starts(dp):
     dp.apply(blocked_by_set(HINTED["blocked"]))
     assert outcome(dp, U("11.2.3.6", fr.S4)) == (XDP_DROP, Reason.RULE, Verdict.DROP)
     assert outcome(dp, U("12.1.200.2", fr.S4)) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
+
+
+def test_nested_ipv4_prefixes_of_different_sets_give_the_longest_match_its_rule(dp):
+    """A /25 and a /32 inside a /24 inside a /8: each address gets the rule of the most
+    specific set holding it, also where a /24 holds longer prefixes and its own class
+    comes from the /8 (the /24's base)."""
+    dp.apply({"default": "allow",
+              "sets": {"narrow": ["10.1.2.128/25", "10.1.2.200/32"],
+                       "mid": ["10.1.2.0/24", "10.9.9.9/32"], "wide": ["10.0.0.0/8"]},
+              "rules": [{"name": "narrow", "match": {"src_set": "narrow"}, "action": "drop"},
+                        {"name": "mid", "match": {"src_set": "mid"}, "action": "allow"},
+                        {"name": "wide", "match": {"src_set": "wide"}, "action": "drop"}]})
+    drop = (XDP_DROP, Reason.RULE, Verdict.DROP)
+    allow = (XDP_PASS, Reason.RULE, Verdict.PASS)
+    for src, want in [("10.1.2.129", drop), ("10.1.2.200", drop), ("10.1.2.255", drop),
+                      ("10.1.2.127", allow), ("10.1.2.5", allow), ("10.9.9.9", allow),
+                      ("10.9.9.8", drop), ("10.9.9.10", drop), ("10.1.3.1", drop),
+                      ("10.255.255.255", drop),
+                      ("11.0.0.0", (XDP_PASS, Reason.DEFAULT, Verdict.PASS))]:
+        assert outcome(dp, U(src, fr.S4)) == want, src

@@ -6,6 +6,8 @@ from __future__ import annotations
 import ctypes as ct
 from typing import Any
 
+import numpy as np
+
 from xdpgate.control import layout
 from xdpgate.control.maps import MapSet
 
@@ -74,8 +76,26 @@ class FakeMap:
         pass
 
 
+class FakeWords(FakeMap):
+    """An mmapable array of u64 (the IPv4 table), held in numpy as the kernel would hold it."""
+
+    def __init__(self, name: str, key_t: Any, val_t: Any, n: int) -> None:
+        super().__init__(name, key_t, val_t)
+        self.w = np.zeros(n, dtype=np.uint64)
+
+    def set_many_raw(self, kbuf: bytes, vbuf: bytes, n: int) -> None:
+        self.writes += n
+        if self.fail_after is not None and self.writes > self.fail_after:
+            raise OSError(28, "No space left on device")
+        self.w[np.frombuffer(kbuf, dtype=np.uint32, count=n)] = np.frombuffer(vbuf, np.uint64, n)
+
+    def words(self, start: int, count: int) -> np.ndarray:
+        return self.w[start:start + count].copy()
+
+
 def fake_mapset(sizes: layout.Sizes | None = None) -> MapSet:
     sizes = sizes or layout.Sizes()
     maps = {n: FakeMap(n, k, v, percpu=n in {"counters", "rule_hits", "dims", "events"})
             for n, (k, v) in MapSet.types(sizes).items()}
+    maps["addr4"] = FakeWords("addr4", *MapSet.types(sizes)["addr4"], 2 * layout.A4_WORDS)
     return MapSet(sizes, maps)

@@ -80,18 +80,18 @@ def test_a_failed_apply_leaves_the_old_policy_in_force_and_is_retried_cleanly():
     ap = Applier(ms)
     ap.apply(compiled("default: allow\n"))
     gen = ap.gen
-    ms["lpm4"].fail_after = ms["lpm4"].writes + 3
+    ms["pfx4"].fail_after = ms["pfx4"].writes + 3
     big = "sets: {s: [" + ", ".join(f"10.0.{i}.0/24" for i in range(10)) + "]}\n" \
           "rules:\n  - {name: a, match: {src_set: s}, action: drop}\n"
     with pytest.raises(XgError) as e:
         ap.apply(compiled(big))
     assert "old policy stays" in str(e.value)
     assert ap.gen == gen  # no flip
-    ms["lpm4"].fail_after = None
+    ms["pfx4"].fail_after = None
     ap.apply(compiled(big))
     assert ap.gen == gen + 1
     bank = ap.active_bank()
-    keys = [k for k in ms["lpm4"].keys() if k.bank == bank]
+    keys = [k for k in ms["pfx4"].keys() if k.bank == bank and k.kind == layout.PFX_PREFIX]
     assert len(keys) == 10
 
 
