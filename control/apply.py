@@ -265,9 +265,11 @@ class Applier:
     def _write_addr4(self, bank: int, cur: BankState, lpm: dict, changed: Any,
                      gone: Any) -> dict[int, int]:
         """The bank's IPv4 table for `lpm`: only the words that differ from what the bank
-        holds (read back through the map's mapping), then the base classes that changed."""
-        if cur.hint is not None and not any(k[0] == 4 for k, _ in changed) \
-                and not any(k[0] == 4 for k in gone):
+        holds (read back through the map's mapping), then the base classes that changed.
+        A bank read back from the maps (hint None) is always rebuilt: after a failed apply
+        its table may be out of step with its prefixes."""
+        v4_changed = any(k[0] == 4 for k, _ in changed) or any(k[0] == 4 for k in gone)
+        if cur.hint is not None and not v4_changed:
             return cur.bases4
         table, bases = addr4.build(lpm.items())
         m = self.maps["addr4"]
