@@ -504,9 +504,9 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 			break;
 		}
 	}
+	struct xg_flow *nfp = &sc->nf; /* a new flow's entry while it is being decided */
 	int fresh = !f;
 	if (!f) {
-		struct xg_flow *nfp = &sc->nf;
 		__builtin_memset(nfp, 0, sizeof(*nfp));
 #define nf (*nfp)
 		nf.first_ns = now;
@@ -549,6 +549,101 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 			}
 		}
 #undef nf
+		f = nfp; /* the flow takes its entry once decided (below) */
+	}
+	__u8 dir = (a_is_src == f->init_is_a) ? 0 : 1;
+	if (p.tun_type) {
+		/* the same inner flow from other tunnel endpoints: outer_* rules must look again */
+		__u32 *oa = (__u32 *)(a_is_src ? p.osrc : p.odst);
+		__u32 *ob = (__u32 *)(a_is_src ? p.odst : p.osrc);
+		__u32 *fa = (__u32 *)f->outer_a, *fbb = (__u32 *)f->outer_b;
+		__u32 moved = 0;
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			moved |= (oa[i] ^ fa[i]) | (ob[i] ^ fbb[i]);
+		if (moved) {
+			__builtin_memcpy(f->outer_a, oa, 16);
+			__builtin_memcpy(f->outer_b, ob, 16);
+			f->action[0] = XG_ACT_NONE;
+			f->action[1] = XG_ACT_NONE;
+		}
+	}
+	if (now > f->last_ns) /* per-CPU clock reads may lag a tick: never move it back */
+		f->last_ns = now;
+	f->pkts[dir & 1]++;
+	f->bytes[dir & 1] += bytes;
+	if (p.proto == IPPROTO_TCP)
+		f->tcp_flags[dir & 1] |= p.tcp_flags;
+
+	/* a label can only wait in the mailbox for a flow the controller was sent a sample of
+	 * (not for a new flow, nor one without sampling, nor one whose samples were all lost) */
+	if ((f->flags & (XG_FF_CLASSIFIED | XG_FF_SAMPLED)) == XG_FF_SAMPLED && !fresh) {
+		struct xg_class *cl = mailbox.lookup(&key);
+		if (cl) {
+			f->app = cl->app;
+			f->category = cl->category;
+			f->call = cl->call;
+			f->override = cl->override;
+			f->flags |= XG_FF_CLASSIFIED;
+			if (cl->flags & XG_CF_KEEP_SAMPLING)
+				f->flags |= XG_FF_KEEP_SAMPLING;
+			f->action[0] = XG_ACT_NONE; /* the class may change the verdict */
+			f->action[1] = XG_ACT_NONE;
+			mailbox.delete(&key);
+			xg_event(XG_E_CLASS_APPLIED);
+		}
+	}
+	/* 3. decide */
+	__u8 action;
+	__u32 reason;
+	__u32 slot;
+	if (pol->flow_first && f->override != XG_ACT_NONE) {
+		action = f->override;
+		reason = XG_R_FLOW;
+		slot = XG_RULE_NONE;
+	} else {
+		if (f->pol_gen != cfg->gen) {
+			/* cached verdicts belong to an older policy (or none yet) */
+			f->rule[0] = XG_RULE_NONE;
+			f->rule[1] = XG_RULE_NONE;
+			f->action[0] = XG_ACT_NONE;
+			f->action[1] = XG_ACT_NONE;
+			f->pol_gen = cfg->gen;
+		}
+		if (f->action[dir & 1] == XG_ACT_NONE) {
+			__u32 s = xg_eval(sc, bank, f);
+			if (s >= XG_RULE_MAX)
+				s = XG_RULE_NONE;
+			__u8 a = pol->default_action;
+			if (s != XG_RULE_NONE) {
+				__u32 rk = bank * XG_RULE_MAX + s;
+				struct xg_rule *rl = rules.lookup(&rk);
+				a = rl ? rl->action : XG_ACT_ALLOW;
+			}
+			f->rule[dir & 1] = s;
+			f->action[dir & 1] = a;
+		}
+		slot = f->rule[dir & 1];
+		action = f->action[dir & 1];
+		reason = slot == XG_RULE_NONE ? XG_R_DEFAULT : XG_R_RULE;
+	}
+
+	/* per-rule hits */
+	__u32 hk = bank * (XG_RULE_MAX + 1) + (slot < XG_RULE_MAX ? slot : XG_RULE_MAX);
+	xg_count(rule_hits.lookup(&hk), bytes);
+	if (p.tun_type)
+		dim_count(XG_D_TUN + (p.tun_type < XG_TUN_MAX ? p.tun_type : 0), bytes);
+
+	if (fresh) {
+		/* A drop no label could change (no rule up to the one that matched names a
+		 * class) leaves no entry when the policy asks for it: a flood from spoofed
+		 * sources cannot push live flows out of the table. */
+		if (pol->stateless && action == XG_ACT_DROP && reason != XG_R_FLOW &&
+		    (slot == XG_RULE_NONE ? pol->class_rule_min == XG_RULE_NONE
+					   : slot < pol->class_rule_min)) {
+			xg_event(XG_E_DROP_UNTRACKED);
+			return xg_exit(XG_V_DROP, reason, bytes);
+		}
 		/* The way to take: an empty one, else the one unseen for longest; never one that
 		 * another CPU is writing. It is claimed by a compare-and-swap of its word, so two
 		 * CPUs never write one entry; the word is published after the entry. A reader that
@@ -595,48 +690,7 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 			xg_event(XG_E_FLOW_NOSLOT);
 		}
 	}
-	__u8 dir = (a_is_src == f->init_is_a) ? 0 : 1;
-	if (p.tun_type) {
-		/* the same inner flow from other tunnel endpoints: outer_* rules must look again */
-		__u32 *oa = (__u32 *)(a_is_src ? p.osrc : p.odst);
-		__u32 *ob = (__u32 *)(a_is_src ? p.odst : p.osrc);
-		__u32 *fa = (__u32 *)f->outer_a, *fbb = (__u32 *)f->outer_b;
-		__u32 moved = 0;
-#pragma unroll
-		for (int i = 0; i < 4; i++)
-			moved |= (oa[i] ^ fa[i]) | (ob[i] ^ fbb[i]);
-		if (moved) {
-			__builtin_memcpy(f->outer_a, oa, 16);
-			__builtin_memcpy(f->outer_b, ob, 16);
-			f->action[0] = XG_ACT_NONE;
-			f->action[1] = XG_ACT_NONE;
-		}
-	}
-	if (now > f->last_ns) /* per-CPU clock reads may lag a tick: never move it back */
-		f->last_ns = now;
-	f->pkts[dir & 1]++;
-	f->bytes[dir & 1] += bytes;
-	if (p.proto == IPPROTO_TCP)
-		f->tcp_flags[dir & 1] |= p.tcp_flags;
 
-	/* a label can only wait in the mailbox for a flow the controller was sent a sample of
-	 * (not for a new flow, nor one without sampling, nor one whose samples were all lost) */
-	if ((f->flags & (XG_FF_CLASSIFIED | XG_FF_SAMPLED)) == XG_FF_SAMPLED && !fresh) {
-		struct xg_class *cl = mailbox.lookup(&key);
-		if (cl) {
-			f->app = cl->app;
-			f->category = cl->category;
-			f->call = cl->call;
-			f->override = cl->override;
-			f->flags |= XG_FF_CLASSIFIED;
-			if (cl->flags & XG_CF_KEEP_SAMPLING)
-				f->flags |= XG_FF_KEEP_SAMPLING;
-			f->action[0] = XG_ACT_NONE; /* the class may change the verdict */
-			f->action[1] = XG_ACT_NONE;
-			mailbox.delete(&key);
-			xg_event(XG_E_CLASS_APPLIED);
-		}
-	}
 	if ((!(f->flags & XG_FF_CLASSIFIED) || (f->flags & XG_FF_KEEP_SAMPLING)) &&
 	    f->nsampled < cfg->sample_pkts) {
 		/* A TCP segment without payload (handshake, bare ACK) has nothing to classify: it
@@ -657,47 +711,6 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 		if (f->call && f->call < XG_CALL_MAX)
 			dim_count(XG_D_CALL + f->call, bytes);
 	}
-	if (p.tun_type)
-		dim_count(XG_D_TUN + (p.tun_type < XG_TUN_MAX ? p.tun_type : 0), bytes);
-
-	/* 3. decide */
-	__u8 action;
-	__u32 reason;
-	__u32 slot;
-	if (pol->flow_first && f->override != XG_ACT_NONE) {
-		action = f->override;
-		reason = XG_R_FLOW;
-		slot = XG_RULE_NONE;
-	} else {
-		if (f->pol_gen != cfg->gen) {
-			/* cached verdicts belong to an older policy (or none yet) */
-			f->rule[0] = XG_RULE_NONE;
-			f->rule[1] = XG_RULE_NONE;
-			f->action[0] = XG_ACT_NONE;
-			f->action[1] = XG_ACT_NONE;
-			f->pol_gen = cfg->gen;
-		}
-		if (f->action[dir & 1] == XG_ACT_NONE) {
-			__u32 s = xg_eval(sc, bank, f);
-			if (s >= XG_RULE_MAX)
-				s = XG_RULE_NONE;
-			__u8 a = pol->default_action;
-			if (s != XG_RULE_NONE) {
-				__u32 rk = bank * XG_RULE_MAX + s;
-				struct xg_rule *rl = rules.lookup(&rk);
-				a = rl ? rl->action : XG_ACT_ALLOW;
-			}
-			f->rule[dir & 1] = s;
-			f->action[dir & 1] = a;
-		}
-		slot = f->rule[dir & 1];
-		action = f->action[dir & 1];
-		reason = slot == XG_RULE_NONE ? XG_R_DEFAULT : XG_R_RULE;
-	}
-
-	/* per-rule hits */
-	__u32 hk = bank * (XG_RULE_MAX + 1) + (slot < XG_RULE_MAX ? slot : XG_RULE_MAX);
-	xg_count(rule_hits.lookup(&hk), bytes);
 
 	/* controller away: flows that still wait for their label follow the fail mode */
 	if (cfg->fail_closed && !(f->flags & XG_FF_CLASSIFIED) && now > cfg->heartbeat_ns &&

@@ -153,6 +153,8 @@ enum xg_event {
 	XG_E_FLOW_EVICTED = 7,  /* flow entries replaced by a new flow (its set was full) */
 	XG_E_FLOW_NOSLOT = 8,   /* new flows left out of the table: every way of their set was
 				 * being written by another CPU (the packet is decided all the same) */
+	XG_E_DROP_UNTRACKED = 9, /* first packets dropped without a flow entry (policy:
+				  * stateless_drops) */
 	XG_E_MAX = 16,
 };
 

@@ -163,7 +163,8 @@ struct xg_policy {
 	__u8 unparsed_action; /* non-IP frames and malformed headers */
 	__u8 tunnels;         /* bit (1 << XG_TUN_*) set: open that tunnel type */
 	__u8 flow_first;      /* 1: a controller flow verdict beats the rules */
-	__u8 pad[3];
+	__u8 stateless;       /* 1: a new flow's drop that no label could change leaves no entry */
+	__u16 class_rule_min; /* the first rule naming app, category or call; XG_RULE_NONE if none */
 	__u32 nrules;
 	__u32 pad2;
 };

@@ -259,7 +259,12 @@ def compile_policy(policy: Policy, sets: dict[str, list[Prefix]], sizes: Sizes |
     header = {"default_action": ACTION_CODE[policy.default],
               "frag_action": ACTION_CODE[policy.fragments],
               "unparsed_action": ACTION_CODE[policy.unparsed], "tunnels": tmask,
-              "flow_first": int(policy.flow_verdicts == "override"), "nrules": len(rules)}
+              "flow_first": int(policy.flow_verdicts == "override"),
+              "stateless": int(policy.stateless_drops),
+              "class_rule_min": next((i for i, r in enumerate(policy.rules)
+                                      if r.match.app is not None or r.match.category is not None
+                                      or r.match.call is not None), layout.RULE_NONE),
+              "nrules": len(rules)}
     return Wanted(header, rules, [r.name for r in policy.rules], fb, portbits, addrclass,
                   tunid, lpm, classes)
 

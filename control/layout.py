@@ -151,6 +151,7 @@ class Event(enum.IntEnum):
     SAMPLE_BARE = 6
     FLOW_EVICTED = 7
     FLOW_NOSLOT = 8
+    DROP_UNTRACKED = 9
 
 
 E_MAX = 16
@@ -310,7 +311,8 @@ class Policy(ct.Structure):
         ("unparsed_action", u8),
         ("tunnels", u8),
         ("flow_first", u8),
-        ("pad", u8 * 3),
+        ("stateless", u8),
+        ("class_rule_min", u16),
         ("nrules", u32),
         ("pad2", u32),
     ]

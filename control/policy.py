@@ -1,7 +1,8 @@
 """The policy: its public file format as pydantic models, loading and validation.
 
 A policy is `default`, named `sets` and ordered `rules` (first match wins), plus
-the data path's knobs (`fragments`, `unparsed`, `tunnels`, `flow_verdicts`).
+the data path's knobs (`fragments`, `unparsed`, `tunnels`, `flow_verdicts`,
+`stateless_drops`).
 Errors name the field (and, for files, the line) and never change what runs.
 """
 
@@ -309,6 +310,10 @@ class Policy(BaseModel):
     tunnels: Tunnels = Field(default_factory=Tunnels)
     flow_verdicts: Literal["override", "rules"] = Field(
         "override", description="a verdict the controller wrote for a flow beats the rules")
+    stateless_drops: StrictBool = Field(
+        False, description="a flow whose first packet a rule drops, where no label could change "
+        "that (no rule up to it names app, category or call), gets no flow entry: a flood from "
+        "spoofed sources cannot push live flows out of the table")
     sets: dict[Name, SetDef] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list, max_length=MAX_RULES)
 

@@ -67,8 +67,9 @@ MIXED_VERDICT = {Reason.RULE: None, Reason.DEFAULT: Verdict.PASS, Reason.FRAGMEN
                  Reason.TUNNEL_MALFORMED: Verdict.DROP}
 
 
-def test_every_frame_gets_the_verdict_its_class_is_given(dp):
-    dp.apply(MIXED)
+@pytest.mark.parametrize("stateless", [False, True], ids=["tracked", "stateless_drops"])
+def test_every_frame_gets_the_verdict_its_class_is_given(dp, stateless):
+    dp.apply(MIXED + f"stateless_drops: {str(stateless).lower()}\n")
     sent = []
 
     @FUZZ
