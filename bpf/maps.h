@@ -88,6 +88,10 @@ struct xg_scratch {
 	struct xg_bits m;
 	struct xg_bits either;
 	struct xg_expect_key ek;
+	/* the decision, parked while a new flow takes its way and is sampled (see xg_decide) */
+	__u32 d_slot;
+	__u32 d_reason;
+	__u32 d_action;
 };
 XG_MAP("percpu_array", u32, struct xg_scratch, scratch, 1, 0);
 

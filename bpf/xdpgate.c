@@ -634,6 +634,13 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 	if (p.tun_type)
 		dim_count(XG_D_TUN + (p.tun_type < XG_TUN_MAX ? p.tun_type : 0), bytes);
 
+	/* The decision waits in scratch while a new flow takes its way and is sampled, and is
+	 * read back after a compiler barrier: its values are then dead across that code, so
+	 * the verifier does not walk it once per decision (Debian 12's 6.1 would: ~690k
+	 * instructions for this stage instead of ~75k). */
+	sc->d_slot = slot;
+	sc->d_reason = reason;
+	sc->d_action = action;
 	if (fresh) {
 		/* A drop no label could change (no rule up to the one that matched names a
 		 * class) leaves no entry when the policy asks for it: a flood from spoofed
@@ -711,6 +718,10 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 		if (f->call && f->call < XG_CALL_MAX)
 			dim_count(XG_D_CALL + f->call, bytes);
 	}
+	asm volatile("" ::: "memory");
+	slot = sc->d_slot;
+	reason = sc->d_reason;
+	action = sc->d_action;
 
 	/* controller away: flows that still wait for their label follow the fail mode */
 	if (cfg->fail_closed && !(f->flags & XG_FF_CLASSIFIED) && now > cfg->heartbeat_ns &&
