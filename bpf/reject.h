@@ -87,12 +87,15 @@ static __always_inline void xg_swap_macs(__u8 *l2)
 	__builtin_memcpy(l2 + 6, t, 6);
 }
 
-/* v (known positive) as an unsigned length the verifier sees is at most max. */
-static __always_inline __u64 xg_bound(__s32 v, const __u32 max)
+/* v (known to lie in [min, max]) as an unsigned length the verifier sees lies there too. The
+ * clamp is in the register the helper call will use: bounds the verifier learnt earlier can
+ * be lost where the compiler spills v (Debian 12's 6.1 lost the lower one, and refused a
+ * read it could not prove non-empty). */
+static __always_inline __u64 xg_bound(__s32 v, const __u32 min, const __u32 max)
 {
 	__u64 u = (__u32)v;
-	/* clamp in the register the helper call will use, so the verifier sees it */
-	asm volatile("if %0 <= %1 goto +1\n\t%0 = %1" : "+r"(u) : "i"(max));
+	asm volatile("if %0 <= %2 goto +1\n\t%0 = %2\n\tif %0 >= %1 goto +1\n\t%0 = %1"
+		     : "+r"(u) : "i"(min), "i"(max));
 	return u;
 }
 
@@ -282,7 +285,7 @@ static __always_inline int xg_reject_icmp4(struct xdp_md *ctx, __u32 l2off)
 		if (t == 3 || t == 4 || t == 5 || t == 11 || t == 12)
 			return -1;
 	}
-	__u64 qlen = xg_bound(q, XG_REJ_Q4_MAX);
+	__u64 qlen = xg_bound(q, 20, XG_REJ_Q4_MAX);
 	if (bpf_xdp_load_bytes(ctx, l2off, b.quote, qlen))
 		return -1;
 
@@ -329,7 +332,7 @@ static __always_inline int xg_reject_icmp6(struct xdp_md *ctx, __u32 l2off)
 	if (q < (__s32)sizeof(in))
 		return -1;
 	__builtin_memset(&b, 0, sizeof(b));
-	__u64 qlen = xg_bound(q, XG_REJ_Q6_MAX);
+	__u64 qlen = xg_bound(q, sizeof(in), XG_REJ_Q6_MAX);
 	if (bpf_xdp_load_bytes(ctx, l2off, b.quote, qlen))
 		return -1;
 	if (in.nexthdr == XG_PROTO_ICMPV6 && qlen > sizeof(in) && b.quote[sizeof(in)] < 128)
