@@ -4,15 +4,18 @@
  * Decision order for a packet:
  *   1. frames that are not IP, or malformed: the policy's unparsed action;
  *      non-first fragments (no ports): the fragment action.
- *   2. the flow entry (created on the first packet; an expectation from SDP may
- *      label it at once) is updated, a pending label is taken from the mailbox,
- *      and the first packets of an unlabelled flow are sampled to the controller.
+ *   2. the flow entry is updated (a first packet's entry is built in scratch; an
+ *      expectation from SDP may label it at once) and a pending label is taken from
+ *      the mailbox.
  *   3. a controller verdict for the flow, when the policy puts flows first;
  *      otherwise the rules, evaluated once per flow direction and policy
  *      generation (the result is cached in the flow entry): each field value is
  *      looked up once to a bitmap of the rules it satisfies, the bitmaps are
  *      intersected and the lowest set bit is the first matching rule, so the cost
  *      does not depend on the number of rules.
+ *   4. a first packet's entry takes its place in the table, unless the policy's
+ *      stateless drops leave it out; then the first packets of an unlabelled flow
+ *      are sampled to the controller, and the verdict is carried out.
  */
 #include <uapi/linux/bpf.h>
 
