@@ -217,16 +217,18 @@ def new_frames(per_class: int, set_lines: list[str], seed: int) -> dict:
     return out
 
 
-def gen_sources(set_lines: list[str], v6: bool, n: int, seed: int) -> list[tuple[bytes, int]]:
-    """Sources for FlowGen: (address bytes, port); half inside a set prefix, half outside."""
+def gen_sources(set_lines: list[str], v6: bool, n: int, seed: int, outside: bool = True,
+                n_nets: int = 4000) -> list[tuple[bytes, int]]:
+    """Sources for FlowGen: (address bytes, port); half inside one of `n_nets` set prefixes,
+    half outside (all inside without `outside`)."""
     import ipaddress
 
     rnd = random.Random(seed)
     nets = [ipaddress.ip_network(x) for x in rnd.sample([x for x in set_lines
-                                                          if (":" in x) == v6], 4000)]
+                                                          if (":" in x) == v6], n_nets)]
     out = []
     for i in range(n):
-        if i % 2 == 0:
+        if i % 2 == 0 or not outside:
             net = rnd.choice(nets)
             a = net.network_address + rnd.randrange(net.num_addresses)
         else:

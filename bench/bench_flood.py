@@ -20,9 +20,7 @@ Run:  /opt/xdpgate/venv/bin/python -m bench.bench_flood   [--flood N --rounds N 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
-import random
 import statistics
 import sys
 import tempfile
@@ -32,20 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common as C  # noqa: E402
-from bench.bench_datapath import prefill_flows  # noqa: E402
+from bench.bench_datapath import gen_sources, prefill_flows  # noqa: E402
 from xdpgate.control import layout  # noqa: E402
-
-
-def flood_sources(lines: list[str], n: int, seed: int = 5) -> list[tuple[bytes, int]]:
-    """n (address, port) pairs inside the blocklist's prefixes."""
-    rnd = random.Random(seed)
-    nets = [ipaddress.ip_network(x) for x in rnd.sample(lines, min(len(lines), 20000))]
-    out = []
-    for _ in range(n):
-        net = rnd.choice(nets)
-        out.append(((net.network_address + rnd.randrange(net.num_addresses)).packed,
-                     1024 + rnd.randrange(60000)))
-    return out
 
 
 def new_flows(flt) -> int:
@@ -65,7 +51,7 @@ def main() -> None:
     C.log(f"# bench_flood: {args.prefixes} blocklisted prefixes, flow_max {args.flow_max}, "
           f"{args.live} live flows, {args.flood} flood packets a round, {args.rounds} rounds, "
           f"kernel {os.uname().release}")
-    lines = [x for x in C.random_prefixes(args.prefixes, v6_share=0.0)[0] if ":" not in x]
+    lines = C.random_prefixes(args.prefixes, v6_share=0.0)[0]
     tmp = tempfile.TemporaryDirectory(prefix="xgb-flood-")
     blocklist = Path(tmp.name) / "blocklist.txt"
     blocklist.write_text("\n".join(lines) + "\n")
@@ -93,7 +79,8 @@ def main() -> None:
             pol = C.Policy(flt)
             pol.config(sample_pkts=0, fail_closed=0)
             compiled = {m: pol.compile(policy(m == "stateless")) for m in res}
-            gen = C.FlowGen(False, flood_sources(lines, 1 << 16), bare.fd)
+            gen = C.FlowGen(False, gen_sources(lines, False, 1 << 16, seed=5, outside=False,
+                                                  n_nets=20000), bare.fd)
             C.attach_fd(lab.ns_a, lab.spare_veth("g"), gen.fd)
             ft = flt.maps.flowtable
             for r in range(args.rounds):

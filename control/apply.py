@@ -281,16 +281,17 @@ class Applier:
             m.set_many_raw((idx + base).astype(np.uint32).tobytes(), new_w[idx].tobytes(),
                            int(idx.size))
         pk = self.maps["pfx4"]
+
+        def base_key(slot: int) -> bytes:
+            return _PFX4.pack(bank, 24, layout.PFX_BASE, (slot << 8).to_bytes(4, "big"))
+
         put = [(s, c) for s, c in bases.items() if cur.bases4.get(s) != c]
         if put:
-            keys = b"".join(_PFX4.pack(bank, 24, layout.PFX_BASE, (s << 8).to_bytes(4, "big"))
-                            for s, _ in put)
-            pk.set_many_raw(keys, array.array("I", (c for _, c in put)).tobytes(), len(put))
+            pk.set_many_raw(b"".join(base_key(s) for s, _ in put),
+                            array.array("I", (c for _, c in put)).tobytes(), len(put))
         drop = [s for s in cur.bases4 if s not in bases]
         if drop:
-            pk.delete_many_raw(b"".join(_PFX4.pack(bank, 24, layout.PFX_BASE,
-                                                   (s << 8).to_bytes(4, "big")) for s in drop),
-                               len(drop))
+            pk.delete_many_raw(b"".join(base_key(s) for s in drop), len(drop))
         return bases
 
     def _write_hint(self, bank: int, cur: BankState, lpm: dict, changed: Any, gone: Any) -> bytes:

@@ -99,3 +99,19 @@ def fake_mapset(sizes: layout.Sizes | None = None) -> MapSet:
             for n, (k, v) in MapSet.types(sizes).items()}
     maps["addr4"] = FakeWords("addr4", *MapSet.types(sizes)["addr4"], 2 * layout.A4_WORDS)
     return MapSet(sizes, maps)
+
+
+def apply_set(ap: Any, maps: MapSet, prefixes: list[str], *watch: str) -> tuple[int, ...]:
+    """Apply, through the Applier `ap`, a one-rule policy dropping sources in a set of these
+    prefixes; returns how many writes each map named in `watch` took."""
+    from xdpgate.control import compile as comp
+    from xdpgate.control import policy as pol
+    from xdpgate.control import sets
+
+    p = pol.from_dict({"default": "allow", "sets": {"s": prefixes},
+                       "rules": [{"name": "r", "match": {"src_set": "s"}, "action": "drop"}]})
+    w = comp.compile_policy(p, {"s": sets.parse_lines(prefixes, "s")}, maps.sizes, ap.classes)
+    before = [maps[n].writes for n in watch]
+    ap.apply(w)
+    return tuple(maps[n].writes - b for n, b in zip(watch, before))
+

@@ -10,11 +10,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.fakemaps import fake_mapset
+from tests.unit.fakemaps import apply_set, fake_mapset
 from xdpgate.control import addr4, layout
-from xdpgate.control import compile as comp
-from xdpgate.control import policy as pol
-from xdpgate.control import sets
 from xdpgate.control.apply import Applier
 
 
@@ -92,12 +89,7 @@ def test_any_prefixes_give_the_longest_match_for_addresses_in_and_around_them(ps
 def applied(ap: Applier, maps, prefixes: list[str]) -> tuple[int, int]:
     """Apply a one-rule policy over a set of these prefixes; returns (table words written,
     pfx4 writes)."""
-    p = pol.from_dict({"default": "allow", "sets": {"s": prefixes},
-                       "rules": [{"name": "r", "match": {"src_set": "s"}, "action": "drop"}]})
-    w = comp.compile_policy(p, {"s": sets.parse_lines(prefixes, "s")}, maps.sizes, ap.classes)
-    before = maps["addr4"].writes, maps["pfx4"].writes
-    ap.apply(w)
-    return maps["addr4"].writes - before[0], maps["pfx4"].writes - before[1]
+    return apply_set(ap, maps, prefixes, "addr4", "pfx4")
 
 
 def bank_words(maps, bank: int):

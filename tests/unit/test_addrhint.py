@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from tests.unit.fakemaps import fake_mapset
+from tests.unit.fakemaps import apply_set, fake_mapset
 from xdpgate.control import addrhint, layout
-from xdpgate.control import compile as comp
-from xdpgate.control import policy as pol
-from xdpgate.control import sets
 from xdpgate.control.apply import Applier
 
 
@@ -58,12 +55,7 @@ def test_changed_words_are_exactly_the_differing_ones():
 
 def applied(ap: Applier, maps, prefixes: list[str]) -> int:
     """Apply a one-rule policy over a set of these prefixes; returns hint words written."""
-    p = pol.from_dict({"default": "allow", "sets": {"s": prefixes},
-                       "rules": [{"name": "r", "match": {"src_set": "s"}, "action": "drop"}]})
-    w = comp.compile_policy(p, {"s": sets.parse_lines(prefixes, "s")}, maps.sizes, ap.classes)
-    before = maps["addrhint"].writes
-    ap.apply(w)
-    return maps["addrhint"].writes - before
+    return apply_set(ap, maps, prefixes, "addrhint")[0]
 
 
 def hint_of_bank(maps, bank: int) -> bytes:
