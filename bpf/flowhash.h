@@ -31,10 +31,19 @@ static __always_inline __u64 xg_flow_hash(const struct xg_flow_key *k, __u64 see
 	return xg_hash_mix(h, k->tun_id);
 }
 
-/* the set of a hash: its high half scaled to the number of sets (any count, no modulo) */
+/* the first set of a hash: its high half scaled to the number of sets (any count, no
+ * modulo) */
 static __always_inline __u32 xg_flow_set(__u64 h)
 {
 	return (__u32)(((h >> 32) * (__u64)XG_FLOW_SETS) >> 32);
+}
+
+/* The second set: the same of the hash multiplied once more, so it does not follow from
+ * the first. Two choices keep the sets' loads close to their mean, where one choice leaves
+ * some sets crowded and evicting live flows while others stand half empty. */
+static __always_inline __u32 xg_flow_set2(__u64 h)
+{
+	return xg_flow_set(h * XG_HASH_MUL2);
 }
 
 static __always_inline __u32 xg_flow_tag(__u64 h)

@@ -88,6 +88,9 @@ struct xg_scratch {
 	struct xg_bits m;
 	struct xg_bits either;
 	struct xg_expect_key ek;
+	/* a new flow's two sets and tag, parked while it is decided (see xg_decide) */
+	__u32 f_set[2];
+	__u32 f_tag;
 	/* the decision, parked while a new flow takes its way and is sampled (see xg_decide) */
 	__u32 d_slot;
 	__u32 d_reason;

@@ -353,6 +353,7 @@ static __always_inline int xg_enter(struct xg_stage *st)
 	return st->pol && st->sc ? 0 : -1;
 }
 
+/* Stage 2: flow, class, decision. Runs on the parse results left in scratch. */
 static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, __u64 bytes);
 
 /* One IP level at `off`: the IP header, the L4 header and, if one is to be opened, the
@@ -436,7 +437,27 @@ int xdpgate_level(struct xdp_md *ctx)
 	return xg_level(ctx, &st, st.sc->lvl, st.sc->off, bytes);
 }
 
-/* Stage 2: flow, class, decision. Runs on the parse results left in scratch. */
+/* The entry of `key` among the ways of set `si` (tag first, then the whole key), its
+ * way's seen time brought to `nows`; NULL when the set has not got it. */
+static __always_inline struct xg_flow *way_find(struct xg_flowset *fs, __u32 si, __u32 tag,
+						struct xg_flow_key *key, __u32 nows)
+{
+#pragma unroll
+	for (__u32 w = 0; w < XG_FLOW_WAYS; w++) {
+		__u64 word = fs->way[w];
+		if ((__u32)word != tag)
+			continue;
+		__u32 idx = si * XG_FLOW_WAYS + w;
+		struct xg_flow_slot *s = flows.lookup(&idx);
+		if (s && xg_key_eq(xg_slot_key(s), key)) {
+			if ((__u32)(word >> 32) != nows) /* the seen half only: a writer's CAS sees it */
+				((__u32 *)&fs->way[w])[1] = nows;
+			return &s->val;
+		}
+	}
+	return NULL;
+}
+
 static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, __u64 bytes)
 {
 	struct xg_config *cfg = stp->cfg;
@@ -486,26 +507,26 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 	}
 	__u64 now = sc->clk_ns;
 
-	/* the flow's set, and its entry among the set's ways (bpf/flowhash.h, struct xg_flowset) */
+	/* the flow's two sets, and its entry among their ways (bpf/flowhash.h, struct
+	 * xg_flowset): the second set is read only when the first has not got the flow */
 	__u64 h = xg_flow_hash(&key, cfg->flow_seed);
-	__u32 si = xg_flow_set(h), tag = xg_flow_tag(h), nows = (__u32)(now >> XG_SEEN_SHIFT);
+	__u32 si = xg_flow_set(h), si2 = xg_flow_set2(h), tag = xg_flow_tag(h);
+	__u32 nows = (__u32)(now >> XG_SEEN_SHIFT);
 	struct xg_flowset *fs = flowsets.lookup(&si);
 	if (!fs)
 		return xg_exit(XG_V_PASS, XG_R_MALFORMED, bytes);
-	struct xg_flow *f = NULL;
-#pragma unroll
-	for (__u32 w = 0; w < XG_FLOW_WAYS; w++) {
-		__u64 word = fs->way[w];
-		if ((__u32)word != tag)
-			continue;
-		__u32 idx = si * XG_FLOW_WAYS + w;
-		struct xg_flow_slot *s = flows.lookup(&idx);
-		if (s && xg_key_eq(xg_slot_key(s), &key)) {
-			f = &s->val;
-			if ((__u32)(word >> 32) != nows) /* the seen half only: a writer's CAS sees it */
-				((__u32 *)&fs->way[w])[1] = nows;
-			break;
-		}
+	struct xg_flow *f = way_find(fs, si, tag, &key, nows);
+	if (!f) {
+		fs = flowsets.lookup(&si2);
+		if (!fs)
+			return xg_exit(XG_V_PASS, XG_R_MALFORMED, bytes);
+		f = way_find(fs, si2, tag, &key, nows);
+		/* where a new flow may go, parked as the decision is below (volatile: these
+		 * values are then dead across the decision, which keeps the stack within its
+		 * 512 bytes) */
+		*(volatile __u32 *)&sc->f_set[0] = si;
+		*(volatile __u32 *)&sc->f_set[1] = si2;
+		*(volatile __u32 *)&sc->f_tag = tag;
 	}
 	struct xg_flow *nfp = &sc->nf; /* a new flow's entry while it is being decided */
 	int fresh = !f;
@@ -654,18 +675,27 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 			xg_event(XG_E_DROP_UNTRACKED);
 			return xg_exit(XG_V_DROP, reason, bytes);
 		}
-		/* The way to take: an empty one, else the one unseen for longest; never one that
-		 * another CPU is writing. It is claimed by a compare-and-swap of its word, so two
-		 * CPUs never write one entry; the word is published after the entry. A reader that
-		 * found the old flow there just before may still count its packet into the new
-		 * entry (as with the kernel's hash maps, whose entries are reused in place). Two
-		 * CPUs taking the first packets of one flow at the same instant may each add an
-		 * entry for it: lookups find the first, and the other ages out. */
+		/* The way to take: an empty one, else the one unseen for longest, of both sets (the
+		 * first's on a tie); never one that another CPU is writing. It is claimed by a
+		 * compare-and-swap of its word, so two CPUs never write one entry; the word is
+		 * published after the entry. A reader that found the old flow there just before
+		 * may still count its packet into the new entry (as with the kernel's hash maps,
+		 * whose entries are reused in place). Two CPUs taking the first packets of one
+		 * flow at the same instant may each add an entry for it: lookups find the first,
+		 * and the other ages out. */
+		si = *(volatile __u32 *)&sc->f_set[0];
+		si2 = *(volatile __u32 *)&sc->f_set[1];
+		tag = *(volatile __u32 *)&sc->f_tag;
+		nows = (__u32)(now >> XG_SEEN_SHIFT);
+		fs = flowsets.lookup(&si);
+		struct xg_flowset *fs2 = flowsets.lookup(&si2);
 		__u32 victim = 0, best = 0;
 		__u64 vword = 0;
+		if (!fs || !fs2)
+			return xg_exit(XG_V_PASS, XG_R_MALFORMED, bytes);
 #pragma unroll
-		for (__u32 w = 0; w < XG_FLOW_WAYS; w++) {
-			__u64 word = fs->way[w];
+		for (__u32 w = 0; w < 2 * XG_FLOW_WAYS; w++) {
+			__u64 word = (w < XG_FLOW_WAYS ? fs : fs2)->way[w & (XG_FLOW_WAYS - 1)];
 			__u32 t = (__u32)word, score;
 			if (t == 0)
 				score = 0xffffffff;
@@ -679,12 +709,17 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 				vword = word;
 			}
 		}
+		if (victim >= XG_FLOW_WAYS) {
+			fs = fs2;
+			si = si2;
+		}
+		victim &= XG_FLOW_WAYS - 1;
 		struct xg_flow_slot *s = NULL;
 		if (best) {
-			__u32 idx = si * XG_FLOW_WAYS + (victim & (XG_FLOW_WAYS - 1));
+			__u32 idx = si * XG_FLOW_WAYS + victim;
 			s = flows.lookup(&idx);
 		}
-		__u64 *vw = &fs->way[victim & (XG_FLOW_WAYS - 1)];
+		__u64 *vw = &fs->way[victim];
 		if (s && __sync_val_compare_and_swap(vw, vword, XG_WAY_BUSY) == vword) {
 			__builtin_memcpy(xg_slot_key(s), &key, sizeof(key));
 			s->pad = 0;

@@ -11,14 +11,15 @@
 #ifndef XG_FLOW_MAX
 #define XG_FLOW_MAX 262144 /* flow table entries; a multiple of XG_FLOW_WAYS */
 #endif
-/* The flow table is set-associative (struct xg_flowset): a flow's hash picks one set of
- * XG_FLOW_WAYS entries, and a new flow replaces an empty entry or the set's longest
- * unseen one. */
+/* The flow table is set-associative (struct xg_flowset): a flow's hash picks two sets of
+ * XG_FLOW_WAYS entries each, and a new flow replaces an empty entry or the longest unseen
+ * one of the two (its first set's on a tie). */
 #define XG_FLOW_WAYS 8
 #define XG_FLOW_SETS (XG_FLOW_MAX / XG_FLOW_WAYS)
 #define XG_WAY_BUSY 2     /* way word of an entry being written (tags are odd, 0 = empty) */
 #define XG_SEEN_SHIFT 20  /* ways are aged in units of 2^20 ns (about 1 ms) */
 #define XG_HASH_MUL 0x9E3779B97F4A7C15ULL
+#define XG_HASH_MUL2 0xD6E8FEB86659FD93ULL /* the second set's (any odd constant) */
 #ifndef XG_RULE_MAX
 #define XG_RULE_MAX 256 /* rule slots per policy bank; multiple of 64 */
 #endif

@@ -55,8 +55,8 @@ struct xg_flow {
 /* The flow table: flows[set * XG_FLOW_WAYS + way] is an entry, flowsets[set] holds a
  * word per way: bits 0-31 the tag (the low half of the flow's hash with bit 0 set; 0 =
  * empty; XG_WAY_BUSY = being written), bits 32-63 when the way's flow was last seen
- * (clock >> XG_SEEN_SHIFT). The set is picked by the high half of the hash (bpf/flowhash.h).
- * control/flowtable.py reads and writes the table with the same hash. */
+ * (clock >> XG_SEEN_SHIFT). A flow lives in one of two sets, both picked by its hash
+ * (bpf/flowhash.h). control/flowtable.py reads and writes the table with the same hash. */
 struct xg_flow_slot {
 	struct xg_flow_key key;
 	__u32 pad;

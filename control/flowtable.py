@@ -2,10 +2,10 @@
 
 The data path keeps flows in a set-associative table (bpf/maps.h, struct xg_flowset): the
 `flows` array holds the entries, `flowsets` a word per way of each set (tag and last
-seen). This module computes the same hash as bpf/flowhash.h, so it can find, list, add
-and remove flows by key. Writers here race only with the data path's own updates of the
-same set (an entry it adds meanwhile may be lost), which is fine for what uses them:
-listing, tests and benchmarks.
+seen). A flow lives in one of two sets picked by its hash. This module computes the same
+hash as bpf/flowhash.h, so it can find, list, add and remove flows by key. Writers here
+race only with the data path's own updates of the same sets (an entry it adds meanwhile
+may be lost), which is fine for what uses them: listing, tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -42,9 +42,15 @@ def flow_hash(key: layout.FlowKey | bytes, seed: int) -> int:
     return _mix(h, tun_id)
 
 
-def place(h: int, nsets: int) -> tuple[int, int]:
-    """(set, tag) of a hash, as xg_flow_set() and xg_flow_tag()."""
-    return ((h >> 32) * nsets) >> 32, (h & 0xFFFFFFFF) | 1
+def _set_of(h: int, nsets: int) -> int:
+    return ((h >> 32) * nsets) >> 32
+
+
+def place(h: int, nsets: int) -> tuple[int, int, int]:
+    """(first set, second set, tag) of a hash, as xg_flow_set(), xg_flow_set2() and
+    xg_flow_tag()."""
+    return (_set_of(h, nsets), _set_of((h * layout.HASH_MUL2) & MASK64, nsets),
+            (h & 0xFFFFFFFF) | 1)
 
 
 def seen_now() -> int:
@@ -64,7 +70,7 @@ class FlowTable:
         self.slots, self.sets, self.seed = slots, sets, seed
         self.nsets = flow_max // WAYS
 
-    def _where(self, key: layout.FlowKey) -> tuple[int, int]:
+    def _where(self, key: layout.FlowKey) -> tuple[int, int, int]:
         return place(flow_hash(key, self.seed), self.nsets)
 
     def _way_of(self, si: int, fs: layout.FlowSet, tag: int, raw: bytes,
@@ -82,11 +88,15 @@ class FlowTable:
         return None
 
     def _find(self, key: layout.FlowKey) -> tuple[int, int, layout.FlowSet] | None:
-        """(set, way, set words) of the key's entry, or None."""
-        si, tag = self._where(key)
-        fs = self.sets.get(ct.c_uint32(si))
-        w = None if fs is None else self._way_of(si, fs, tag, bytes(key))
-        return None if w is None else (si, w, fs)
+        """(set, way, set words) of the key's entry, or None: its first set, then its
+        second, as the data path looks."""
+        *sis, tag = self._where(key)
+        for si in sis:
+            fs = self.sets.get(ct.c_uint32(si))
+            w = None if fs is None else self._way_of(si, fs, tag, bytes(key))
+            if w is not None:
+                return si, w, fs
+        return None
 
     def get(self, key: layout.FlowKey) -> layout.Flow | None:
         found = self._find(key)
@@ -158,30 +168,41 @@ class FlowTable:
         return len(self._used())
 
     def set_many(self, keys: list[layout.FlowKey], values: list[layout.Flow]) -> int:
-        """Add flows as the data path would (an empty way, else the set's longest unseen, an
-        existing entry of the key is overwritten); returns how many replaced another flow."""
+        """Add flows as the data path would (an empty way, else the longest unseen of the
+        key's two sets, the first's on a tie; an existing entry of the key is overwritten);
+        returns how many replaced another flow."""
         now = seen_now()
         sets: dict[int, layout.FlowSet] = {}
         slots: dict[int, layout.FlowSlot] = {}
         evicted = 0
-        for key, val in zip(keys, values, strict=True):
-            si, tag = self._where(key)
+
+        def words(si: int) -> layout.FlowSet:
             fs = sets.get(si)
             if fs is None:
-                fs = self.sets.get(ct.c_uint32(si)) or layout.FlowSet()
-                sets[si] = fs
-            way = self._way_of(si, fs, tag, bytes(key), slots)
-            if way is None:
-                def score(w: int) -> int:  # as the data path picks: empty, else longest unseen
-                    word = fs.way[w]
-                    if not word:
-                        return 0xFFFFFFFF
-                    if word & 0xFFFFFFFF == layout.WAY_BUSY:
-                        return 0
-                    return ((now - (word >> 32)) & 0xFFFFFFFF) | 1
-                way = max(range(WAYS), key=score)
-                evicted += live(fs.way[way])
-            fs.way[way] = (now << 32) | tag
+                fs = sets[si] = self.sets.get(ct.c_uint32(si)) or layout.FlowSet()
+            return fs
+
+        def score(word: int) -> int:  # as the data path weighs a way: empty, else longest unseen
+            if not word:
+                return 0xFFFFFFFF
+            if word & 0xFFFFFFFF == layout.WAY_BUSY:
+                return 0
+            return ((now - (word >> 32)) & 0xFFFFFFFF) | 1
+
+        for key, val in zip(keys, values, strict=True):
+            *sis, tag = self._where(key)
+            raw, where = bytes(key), None
+            for si in sis:
+                way = self._way_of(si, words(si), tag, raw, slots)
+                if way is not None:
+                    where = si, way
+                    break
+            if where is None:  # max() keeps the first of equal scores: the first set's
+                where = max(((si, w) for si in sis for w in range(WAYS)),
+                            key=lambda sw: score(words(sw[0]).way[sw[1]]))
+                evicted += live(words(where[0]).way[where[1]])
+            si, way = where
+            words(si).way[way] = (now << 32) | tag
             slots[si * WAYS + way] = layout.FlowSlot(key=key, val=val)
         idx = sorted(slots)
         self.slots.set_many([ct.c_uint32(i) for i in idx], [slots[i] for i in idx])

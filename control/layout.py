@@ -32,6 +32,7 @@ FLOW_WAYS = 8  # flow table: ways per set (struct xg_flowset; control/flowtable.
 WAY_BUSY = 2
 SEEN_SHIFT = 20
 HASH_MUL = 0x9E3779B97F4A7C15
+HASH_MUL2 = 0xD6E8FEB86659FD93  # the second set of a flow (bpf/flowhash.h)
 
 
 @dataclass(frozen=True)

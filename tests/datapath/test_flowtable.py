@@ -1,6 +1,6 @@
-"""The flow table is set-associative: a flow's hash picks a set of eight entries, a new
-flow takes an empty one or the set's longest unseen, and the controller finds flows by
-key with the same hash (control/flowtable.py)."""
+"""The flow table is set-associative: a flow's hash picks two sets of eight entries, a new
+flow takes an empty one or the longest unseen of the sixteen, and the controller finds
+flows by key with the same hash (control/flowtable.py)."""
 
 from __future__ import annotations
 
@@ -27,20 +27,36 @@ def key_with_client_port(d, client: str, server: str, dport: int):
     return key, ("port_a" if f.init_is_a else "port_b")
 
 
-def ports_in_one_set(d, key, field: str, n: int) -> list[int]:
-    """n client ports whose flows (key with that port) share one set."""
+def sets_of(d, key) -> tuple[int, int]:
+    """A key's first and second set."""
     ft = d.maps.flowtable
-    by_set: dict[int, list[int]] = {}
+    return flowtable.place(flowtable.flow_hash(key, ft.seed), ft.nsets)[:2]
+
+
+def homed_at(d, key, field: str, want: dict[int, int]) -> dict[int, list[tuple[int, int]]]:
+    """For each set of `want`, that many (client port, server port) pairs whose flows (key
+    with those ports; `field` is the client's) have it as their first set."""
+    other = "port_b" if field == "port_a" else "port_a"
+    k = layout.FlowKey.from_buffer_copy(bytes(key))
+    found: dict[int, list[tuple[int, int]]] = {si: [] for si in want}
     rnd = random.Random(7)
-    while True:
-        port = rnd.randrange(1024, 65536)
-        setattr(key, field, fr.htons(port))
-        si, _ = flowtable.place(flowtable.flow_hash(key, ft.seed), ft.nsets)
-        ports = by_set.setdefault(si, [])
-        if port not in ports:
-            ports.append(port)
-            if len(ports) == n:
-                return ports
+    taken = {(fr.htons(getattr(key, field)), fr.htons(getattr(key, other)))}
+    while any(len(found[si]) < n for si, n in want.items()):
+        ports = rnd.randrange(1024, 65536), rnd.randrange(1, 1024)
+        if ports in taken:
+            continue
+        setattr(k, field, fr.htons(ports[0]))
+        setattr(k, other, fr.htons(ports[1]))
+        si = sets_of(d, k)[0]
+        if si in found and len(found[si]) < want[si]:
+            found[si].append(ports)
+            taken.add(ports)
+    return found
+
+
+def listed_ports(d, field: str) -> list[tuple[int, int]]:
+    other = "port_b" if field == "port_a" else "port_a"
+    return sorted((fr.htons(getattr(k, field)), fr.htons(getattr(k, other))) for k, _ in d.flows())
 
 
 def test_the_controller_finds_every_flow_the_data_path_added_by_its_key(dp):
@@ -67,26 +83,48 @@ def test_the_controller_finds_every_flow_the_data_path_added_by_its_key(dp):
     assert ft.delete(gone) and ft.get(gone) is None and len(ft) == len(sent) - 1
 
 
-def test_a_full_set_gives_its_longest_unseen_entry_to_a_new_flow(dp):
-    key, field = key_with_client_port(dp, fr.C4, fr.S4, 53)
-    ports = ports_in_one_set(dp, key, field, 9)
+def test_a_flow_whose_first_set_is_full_of_live_flows_takes_its_second_and_replaces_none(dp):
+    key, field = key_with_client_port(dp, fr.C4, fr.S4, 53)  # the flow 40000 -> 53
+    first, _ = sets_of(dp, key)
+    live = homed_at(dp, key, field, {first: 8})[first]
     new0 = dp.events()[Event.FLOW_NEW]
-    for p in ports[:8]:  # fill the set, one flow per tick: flow 0 is the oldest
-        dp.run(U(fr.C4, fr.S4, p, 53))
+    for cp, sp in live:
+        dp.run(U(fr.C4, fr.S4, cp, sp))
+    assert dp.events()[Event.FLOW_EVICTED] == 0
+    assert dp.run(U(fr.C4, fr.S4, 40000, 53)) == XDP_PASS
+    ev = dp.events()
+    assert (ev[Event.FLOW_NEW] - new0, ev[Event.FLOW_EVICTED]) == (9, 0), \
+        "a live flow was replaced"
+    assert listed_ports(dp, field) == sorted(live + [(40000, 53)])
+    dp.run(U(fr.S4, fr.C4, 53, 40000))  # its reply finds it in its second set
+    assert dp.events()[Event.FLOW_NEW] - new0 == 9
+    f = dp.maps.flowtable.get(key)
+    assert f is not None and (f.pkts[0], f.pkts[1]) == (1, 1)
+
+
+def test_a_new_flow_takes_the_longest_unseen_entry_of_its_two_full_sets(dp):
+    key, field = key_with_client_port(dp, fr.C4, fr.S4, 53)
+    first, second = sets_of(dp, key)
+    assert first != second
+    homes = homed_at(dp, key, field, {first: 8, second: 8})
+    older, newer = homes[second], homes[first]
+    new0 = dp.events()[Event.FLOW_NEW]
+    for cp, sp in older + newer:  # one flow per tick: older[0] is the oldest of the sixteen
+        dp.run(U(fr.C4, fr.S4, cp, sp))
         time.sleep(TICK_S)
-    dp.run(U(fr.S4, fr.C4, 53, ports[0]))  # flow 0 is seen again (a reply): flow 1 is now oldest
+    dp.run(U(fr.S4, fr.C4, older[0][1], older[0][0]))  # a reply: older[1] is now the oldest
     time.sleep(TICK_S)
     assert dp.events()[Event.FLOW_EVICTED] == 0
-    dp.run(U(fr.C4, fr.S4, ports[8], 53))
-    kept = sorted(fr.htons(getattr(k, field)) for k, _ in dp.flows())
-    assert kept == sorted(ports[:1] + ports[2:]), "not the longest unseen flow was replaced"
+    dp.run(U(fr.C4, fr.S4, 40000, 53))
     ev = dp.events()
-    assert (ev[Event.FLOW_NEW] - new0, ev[Event.FLOW_EVICTED]) == (9, 1)
-    (_, f0), = [(k, f) for k, f in dp.flows() if fr.htons(getattr(k, field)) == ports[0]]
+    assert (ev[Event.FLOW_NEW] - new0, ev[Event.FLOW_EVICTED]) == (17, 1)
+    assert listed_ports(dp, field) == sorted(older[:1] + older[2:] + newer + [(40000, 53)]), \
+        "not the longest unseen flow of the two sets was replaced"
+    (f0,) = [f for k, f in dp.flows() if fr.htons(getattr(k, field)) == older[0][0]]
     assert (f0.pkts[0], f0.pkts[1]) == (1, 1), "the surviving flow kept its counts"
 
 
-def test_a_new_flow_whose_set_is_busy_on_every_way_is_still_decided_by_the_policy(dp):
+def test_a_new_flow_whose_sets_are_busy_on_every_way_is_still_decided_by_the_policy(dp):
     dp.apply("""
 default: allow
 rules:
@@ -95,38 +133,43 @@ rules:
     key, _ = key_with_client_port(dp, fr.C4, fr.S4, 5060)
     new0 = dp.events()[Event.FLOW_NEW]
     ft = dp.maps.flowtable
-    si, _ = flowtable.place(flowtable.flow_hash(key, ft.seed), ft.nsets)
     busy = layout.FlowSet()
-    for w in range(layout.FLOW_WAYS):  # as if other CPUs were writing every way of the set
+    for w in range(layout.FLOW_WAYS):  # as if other CPUs were writing every way of both sets
         busy.way[w] = layout.WAY_BUSY
-    ft.sets.set(ct.c_uint32(si), busy)
+    for si in sets_of(dp, key):
+        ft.sets.set(ct.c_uint32(si), busy)
     assert dp.run(U(fr.C4, fr.S4, 40000, 5060)) == XDP_DROP
     ev = dp.events()
     assert (ev[Event.FLOW_NOSLOT], ev[Event.FLOW_NEW] - new0) == (1, 0) and ft.get(key) is None
-    ft.sets.set(ct.c_uint32(si), layout.FlowSet())  # the writers are done
+    ft.sets.set(ct.c_uint32(sets_of(dp, key)[1]), layout.FlowSet())  # one set's writers are done
     assert dp.run(U(fr.C4, fr.S4, 40000, 5060)) == XDP_DROP
     assert ft.get(key) is not None, "once a way is free, the flow gets its entry"
 
 
 def test_flows_added_by_the_controller_are_the_ones_the_data_path_then_finds(dp):
-    """set_many (the benchmarks' prefill) places entries exactly as the data path looks."""
+    """set_many (the benchmarks' prefill) places entries exactly as the data path looks,
+    also where a crowded first set sends flows to their second."""
     key, field = key_with_client_port(dp, fr.C6, fr.S6, 443)
-    ft = dp.maps.flowtable
+    first, _ = sets_of(dp, key)
+    crowd = homed_at(dp, key, field, {first: 12})[first]
+    ports = [(p, 443) for p in range(20000, 20200)] + crowd
+    other = "port_b" if field == "port_a" else "port_a"
     keys, vals = [], []
-    for p in range(20000, 20200):
+    for cp, sp in ports:
         k = layout.FlowKey.from_buffer_copy(bytes(key))
-        setattr(k, field, fr.htons(p))
+        setattr(k, field, fr.htons(cp))
+        setattr(k, other, fr.htons(sp))
         keys.append(k)
         vals.append(layout.Flow(init_is_a=1 if field == "port_a" else 0, pkts=(5, 0),
                                 override=layout.Action.NONE,
                                 action=(layout.Action.NONE, layout.Action.NONE)))
-    assert ft.set_many(keys, vals) == 0
+    assert dp.maps.flowtable.set_many(keys, vals) == 0, "a flow lost its place"
     new0 = dp.events()[Event.FLOW_NEW]
-    for p in range(20000, 20200):
-        dp.run(U(fr.C6, fr.S6, p, 443))
+    for cp, sp in ports:
+        dp.run(U(fr.C6, fr.S6, cp, sp))
     ev = dp.events()
     assert ev[Event.FLOW_NEW] == new0, "the data path did not find a flow the controller added"
-    assert sorted(f.pkts[0] for _, f in dp.flows()) == [6] * 200
+    assert sorted(f.pkts[0] for _, f in dp.flows()) == [6] * len(ports)
 
 
 def test_listing_a_big_table_answers_as_a_walk_through_every_entry_would(dp):

@@ -175,7 +175,8 @@ def test_rate_limit_codes_agree_with_the_c():
     ("XG_D_CAT", "D_CAT"), ("XG_D_TUN", "D_TUN"), ("XG_D_CALL", "D_CALL"),
     ("XG_D_SIZE", "D_SIZE"), ("XG_HINT_BITS", "HINT_BITS"), ("XG_HINT_WORDS", "HINT_WORDS"),
     ("XG_HINT_MUL", "HINT_MUL"), ("XG_FLOW_WAYS", "FLOW_WAYS"), ("XG_WAY_BUSY", "WAY_BUSY"),
-    ("XG_SEEN_SHIFT", "SEEN_SHIFT"), ("XG_HASH_MUL", "HASH_MUL"), ("XG_A4_WORDS", "A4_WORDS"),
+    ("XG_SEEN_SHIFT", "SEEN_SHIFT"), ("XG_HASH_MUL", "HASH_MUL"), ("XG_HASH_MUL2", "HASH_MUL2"),
+    ("XG_A4_WORDS", "A4_WORDS"),
     ("XG_A4_SPILL", "A4_SPILL"), ("XG_PFX_PREFIX", "PFX_PREFIX"), ("XG_PFX_BASE", "PFX_BASE"),
 ])
 def test_constant_agrees_with_the_c(c_name, py_name):

@@ -60,3 +60,20 @@ def test_two_tables_place_the_same_flows_differently():
     same = sum(flowtable.place(flowtable.flow_hash(k, a), NSETS)[0] ==
                flowtable.place(flowtable.flow_hash(k, b), NSETS)[0] for k in keys)
     assert same < 10, "the random seed does not decide where flows go"
+
+
+def test_flows_that_crowd_one_set_have_their_second_sets_spread_over_the_table():
+    """A flow's second set does not follow from its first, so the flows of a crowded set
+    overflow into sets of their own, not into one other crowded set."""
+    keys = [v4_key(0x0A000002, 0x0A000001, p, 443) for p in range(1024, 65536)]
+    for hk in seeds(3):
+        both: dict[int, list[int]] = collections.defaultdict(list)
+        for k in keys:
+            first, second, _ = flowtable.place(flowtable.flow_hash(k, hk), NSETS)
+            both[first].append(second)
+        crowd = [seconds for seconds in both.values() if len(seconds) >= 5]
+        assert crowd, "64,512 flows in 32,768 sets crowd some"
+        for seconds in crowd:
+            assert len(set(seconds)) >= len(seconds) - 1, "crowded flows share a second set"
+        same = sum(first in seconds for first, seconds in both.items())
+        assert same < 10, "a flow's second set is its first"
