@@ -197,6 +197,10 @@ class BareProg:
     def drops(self) -> int:
         return sum(self.b[b"drops"][ct.c_int(0)]) if self.counting else 0
 
+    def news(self) -> int:
+        """Flows the floor program added (its `news` counter)."""
+        return sum(self.b[b"news"][ct.c_int(0)])
+
     def close(self) -> None:
         self.b.cleanup()
 
@@ -262,6 +266,72 @@ class FlowGen:
         self.b.cleanup()
 
 
+CHURN_C = """
+BPF_PROG_ARRAY(next, 1);
+BPF_ARRAY(iter, u64, 1);
+int churngen(struct xdp_md *ctx) {
+    void *data = (void *)(long)ctx->data;
+    void *end = (void *)(long)ctx->data_end;
+    if (data + 14 + 20 + 2 > end)
+        return XDP_ABORTED;
+    u32 z = 0;
+    u64 *c = iter.lookup(&z);
+    if (!c)
+        return XDP_ABORTED;
+    u64 n = (*c)++, cyc = n / CYCLE, pos = n % CYCLE, id;
+    u8 *a = data + 14 + 12;
+    u16 port;
+    if (pos < TRANS) { /* a flow of one packet, never seen again */
+        id = cyc * TRANS + pos;
+        a[0] = 11;
+        port = 1024 + (u16)(id >> 24);
+    } else { /* the next live flow, round-robin */
+        id = (cyc * (CYCLE - TRANS) + pos - TRANS) % LIVE;
+        a[0] = 10;
+        port = 40000;
+    }
+    a[1] = id >> 16;
+    a[2] = id >> 8;
+    a[3] = id;
+    *(u16 *)(data + 14 + 20) = bpf_htons(port);
+    next.call(ctx, 0);
+    return XDP_ABORTED;
+}
+"""
+
+
+class ChurnGen:
+    """A link's flows inside BPF_PROG_TEST_RUN: `live` long flows, each sending a packet in
+    turn (round-robin), among which flows of a single packet arrive, `trans` of every
+    `cycle` packets. Rewrites the IPv4 frame's source (10.x.y.z for a live flow, 11.x.y.z
+    and a port for a passing one) and tail-calls the program under test. A table keeps up
+    when the live flows' packets find their entries: the new flows the program sees per
+    round (`round_packets()` packets, each live flow once) are then the passing ones alone
+    (`round_passing()`)."""
+
+    def __init__(self, live: int, trans: int, cycle: int, target_fd: int) -> None:
+        from bcc import BPF
+
+        assert 0 <= trans < cycle and live < 1 << 24 and live % (cycle - trans) == 0
+        self.live, self.trans, self.cycle = live, trans, cycle
+        self.b = BPF(text=CHURN_C.encode(), cflags=[
+            f"-DLIVE={live}ULL", f"-DTRANS={trans}ULL", f"-DCYCLE={cycle}ULL"])
+        self.fd = self.b.load_func(b"churngen", BPF.XDP).fd
+        self.target(target_fd)
+
+    def round_packets(self) -> int:
+        return self.live // (self.cycle - self.trans) * self.cycle
+
+    def round_passing(self) -> int:
+        return self.live // (self.cycle - self.trans) * self.trans
+
+    def target(self, fd: int) -> None:
+        self.b[b"next"][ct.c_int(0)] = ct.c_int(fd)
+
+    def close(self) -> None:
+        self.b.cleanup()
+
+
 # The floor: what any flow-table filter pays per packet on this machine. Ethernet, IPv4 or
 # IPv6 (no options, tags or extension headers), TCP/UDP ports, the same canonical 44-byte key
 # and 120-byte entry in an LRU hash of the same size, the entry's counters, one per-CPU
@@ -298,6 +368,14 @@ static __always_inline u64 mix(u64 h, u64 v)
 }
 #endif
 BPF_PERCPU_ARRAY(drops, u64, 1);
+BPF_PERCPU_ARRAY(news, u64, 1); /* flows added (a packet that found no entry) */
+static __always_inline void count_new(void)
+{
+    u32 z = 0;
+    u64 *c = news.lookup(&z);
+    if (c)
+        *c += 1;
+}
 int floor_prog(struct xdp_md *ctx) {
     void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
     struct ethhdr *eth = data;
@@ -395,6 +473,7 @@ int floor_prog(struct xdp_md *ctx) {
         }
     }
     if (!hit) {
+        count_new();
         u32 w = victim & (WAYS - 1), idx = si * WAYS + w;
         struct slot *e = tab.lookup(&idx);
         if (e) {
@@ -415,6 +494,7 @@ int floor_prog(struct xdp_md *ctx) {
     } else {
         struct val nv = {.first_ns = now, .last_ns = now};
         flows.update(&k, &nv);
+        count_new();
     }
 #endif
     u32 z = 0;
