@@ -61,16 +61,3 @@ def build(prefixes: Iterable[tuple[int, int, int]]) -> tuple[np.ndarray, dict[in
         table[spilled] = A4_SPILL | lens[spilled]
     return table, bases
 
-
-def class_of(table: np.ndarray, bases: dict[int, int], lpm: dict[tuple[int, int, int], int],
-             addr: int) -> int:
-    """What the data path finds for IPv4 address `addr` (an int): its model, for tests."""
-    e = int(table[addr >> 8])
-    if not e & A4_SPILL:
-        return e
-    for plen in range(32, 24, -1):
-        if e & (1 << (plen - 25)):
-            net = addr & (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
-            if (4, net, plen) in lpm:
-                return lpm[(4, net, plen)]
-    return bases.get(addr >> 8, 0)

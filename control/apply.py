@@ -54,11 +54,14 @@ class BankState:
     tunid: dict[int, int]
     lpm: dict[tuple[int, int, int], int]
     bases4: dict[int, int] = field(default_factory=dict)  # /24 -> base class (control/addr4.py)
-    hint: bytes | None = None  # the bank's IPv6 address hint; None: not known (rewrite it all)
+    hint: bytes = bytes(addrhint.SIZE)  # the bank's IPv6 address hint
+    # read back from the maps: its IPv4 table and IPv6 hint are not known (after a failed
+    # apply they may be out of step with its prefixes), so the next apply rewrites them
+    read_back: bool = False
 
     @classmethod
     def empty(cls) -> BankState:
-        return cls({}, [], [], {}, {}, {}, {}, {}, {}, bytes(addrhint.SIZE))
+        return cls({}, [], [], {}, {}, {}, {}, {}, {})
 
 
 @dataclass
@@ -148,7 +151,7 @@ class Applier:
             if v is not None:
                 lpm[(6, int.from_bytes(bytes(k.addr), "big"), k.prefixlen - 8)] = v.value
         names = [""] * len(rules)  # rule names are not in the maps; the controller knows them
-        return BankState(header, rules, names, fb, pb, ac, tid, lpm, bases4)
+        return BankState(header, rules, names, fb, pb, ac, tid, lpm, bases4, read_back=True)
 
     # ---- apply -------------------------------------------------------------
     def apply(self, wanted: Wanted) -> int:
@@ -267,10 +270,9 @@ class Applier:
                      gone: Any) -> dict[int, int]:
         """The bank's IPv4 table for `lpm`: only the words that differ from what the bank
         holds (read back through the map's mapping), then the base classes that changed.
-        A bank read back from the maps (hint None) is always rebuilt: after a failed apply
-        its table may be out of step with its prefixes."""
+        A bank read back from the maps is always rebuilt (BankState.read_back)."""
         v4_changed = any(k[0] == 4 for k, _ in changed) or any(k[0] == 4 for k in gone)
-        if cur.hint is not None and not v4_changed:
+        if not cur.read_back and not v4_changed:
             return cur.bases4
         table, bases = addr4.build(lpm.items())
         m = self.maps["addr4"]
@@ -297,14 +299,14 @@ class Applier:
     def _write_hint(self, bank: int, cur: BankState, lpm: dict, changed: Any, gone: Any) -> bytes:
         """The bank's address hint for `lpm`: added to when prefixes were only added,
         rebuilt when some went; only the words that differ are written."""
-        if not changed and not gone and cur.hint is not None:
+        if not changed and not gone and not cur.read_back:
             return cur.hint
-        if cur.hint is not None and not gone:
+        if not cur.read_back and not gone:
             hint = bytearray(cur.hint)
             addrhint.add(hint, (k for k, _ in changed))
         else:
             hint = addrhint.build(lpm)
-        idx, val = addrhint.changed_words(cur.hint, hint)
+        idx, val = addrhint.changed_words(None if cur.read_back else cur.hint, hint)
         if idx:
             base = bank * layout.HINT_WORDS
             keys = array.array("I", (base + i for i in idx))
