@@ -59,6 +59,19 @@ class RunConfig:
     classify: bool = True
 
 
+def policy_without_set(policy: Policy, name: str) -> Policy:
+    """`policy` with set `name` deleted, validated; refused while a rule names the set."""
+    if name not in policy.sets:
+        raise NotFound(f"no set named {name!r}")
+    new = policy.model_copy(deep=True)
+    del new.sets[name]
+    try:
+        return pol.from_dict(new.model_dump(mode="json", exclude_none=True))
+    except PolicyError as e:
+        raise PolicyError([{"loc": ["sets", name],
+                            "msg": f"set {name!r} is used by a rule: {e}"}]) from None
+
+
 class Controller:
     def __init__(self, cfg: RunConfig) -> None:
         loader.preflight()  # not root, no headers, no bcc, no bpffs: say so before anything
@@ -371,15 +384,7 @@ class Controller:
 
     def delete_set(self, name: str, *, actor: str) -> None:
         with self.lock:
-            if name not in self.policy.sets:
-                raise NotFound(f"no set named {name!r}")
-            new = self.policy.model_copy(deep=True)
-            del new.sets[name]
-            try:
-                new = pol.from_dict(new.model_dump(mode="json", exclude_none=True))
-            except PolicyError as e:
-                raise PolicyError([{"loc": ["sets", name],
-                                    "msg": f"set {name!r} is used by a rule: {e}"}]) from None
+            new = policy_without_set(self.policy, name)
             self._commit(new, actor=actor, what=f"set.delete {name}")
             self.state.set_file(name).unlink(missing_ok=True)
 

@@ -43,13 +43,20 @@ def rtp_header(pl: bytes) -> tuple[int, int, int, int] | None:
     return pt, seq, ts, ssrc
 
 
+def _first_report_words(pl: bytes) -> int | None:
+    """The length field (in 32-bit words, less one) of an RTCP SR or RR header at the start
+    of `pl`, or None unless it is one whose length fits its report count exactly."""
+    if len(pl) < 8 or pl[0] >> 6 != 2 or pl[1] not in RTCP_FIRST:
+        return None
+    words = struct.unpack_from("!H", pl, 2)[0]
+    if words != (6 if pl[1] == 200 else 1) + 6 * (pl[0] & 0x1F):
+        return None
+    return words
+
+
 def is_rtcp(pl: bytes) -> bool:
     """A compound RTCP packet starting with SR or RR whose report lengths add up exactly."""
-    if len(pl) < 8 or pl[0] >> 6 != 2 or pl[1] not in RTCP_FIRST:
-        return False
-    rc = pl[0] & 0x1F
-    words = struct.unpack_from("!H", pl, 2)[0]
-    if words != (6 if pl[1] == 200 else 1) + 6 * rc:
+    if _first_report_words(pl) is None:
         return False
     off = 0
     for _ in range(8):
@@ -68,11 +75,8 @@ def is_rtcp(pl: bytes) -> bool:
 def is_srtcp(pl: bytes) -> bool:
     """SRTCP (RFC 3711): the first SR/RR header is in clear with an exact length, the rest of
     the compound is encrypted and followed by the E-flag/index word and the auth tag."""
-    if len(pl) < 8 or pl[0] >> 6 != 2 or pl[1] not in RTCP_FIRST:
-        return False
-    rc = pl[0] & 0x1F
-    words = struct.unpack_from("!H", pl, 2)[0]
-    if words != (6 if pl[1] == 200 else 1) + 6 * rc:
+    words = _first_report_words(pl)
+    if words is None:
         return False
     tail = len(pl) - (words + 1) * 4
     return 8 <= tail <= 1200

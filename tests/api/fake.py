@@ -16,7 +16,7 @@ from typing import Any
 
 from xdpgate.control import policy as pol
 from xdpgate.control.classify import taxonomy
-from xdpgate.control.controller import ConflictError, NotFound
+from xdpgate.control.controller import ConflictError, NotFound, policy_without_set
 from xdpgate.control.errors import XgError
 from xdpgate.control.metrics import Metrics
 from xdpgate.control.policy import Policy, PolicyError, SetFile
@@ -154,15 +154,7 @@ class FakeController:
 
     def delete_set(self, name: str, *, actor: str) -> None:
         with self.lock:
-            if name not in self.policy.sets:
-                raise NotFound(f"no set named {name!r}")
-            new = self.policy.model_copy(deep=True)
-            del new.sets[name]
-            try:
-                new = pol.from_dict(new.model_dump(mode="json", exclude_none=True))
-            except PolicyError as e:
-                raise PolicyError([{"loc": ["sets", name],
-                                    "msg": f"set {name!r} is used by a rule: {e}"}]) from None
+            new = policy_without_set(self.policy, name)
             self._commit(new, actor, f"set.delete {name}", None)
             self.api_sets.pop(name, None)
 

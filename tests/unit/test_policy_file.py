@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xdpgate.control import policy as pol
+from xdpgate.control.controller import NotFound, policy_without_set
 
 GOOD = """\
 default: allow
@@ -83,3 +84,17 @@ def test_rates_parse_with_units():
     assert pol.parse_rate("10Mbit") == 10_000_000
     assert pol.parse_rate("1.5 Gbit") == 1_500_000_000
     assert pol.parse_rate(64000) == 64000
+
+
+def test_a_set_no_rule_names_can_be_deleted_and_one_a_rule_names_cannot():
+    p = pol.from_dict({"sets": {"carriers": ["203.0.113.0/24"], "spare": ["198.51.100.0/24"]},
+                       "rules": [{"name": "c", "match": {"ip_set": "carriers"},
+                                  "action": "allow"}]})
+    assert set(policy_without_set(p, "spare").sets) == {"carriers"}
+    assert set(p.sets) == {"carriers", "spare"}  # the running policy is not touched
+    with pytest.raises(pol.PolicyError) as e:
+        policy_without_set(p, "carriers")
+    assert e.value.errors[0]["loc"] == ["sets", "carriers"]
+    assert "used by a rule" in e.value.errors[0]["msg"]
+    with pytest.raises(NotFound):
+        policy_without_set(p, "nosuch")
