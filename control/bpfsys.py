@@ -126,14 +126,19 @@ def obj_pin(fd: int, path: str) -> None:
     _call(OBJ_PIN, _ObjGet(pathname=ct.addressof(p), bpf_fd=fd))
 
 
-def lookup(fd: int, key, value) -> bool:
+def _found(cmd: int, attr: _Elem) -> bool:
+    """Run a map command that answers ENOENT for a missing key: False then."""
     try:
-        _call(MAP_LOOKUP_ELEM, _Elem(map_fd=fd, key=_addr(key), value=_addr(value)))
+        _call(cmd, attr)
         return True
     except OSError as e:
         if e.errno == errno.ENOENT:
             return False
         raise
+
+
+def lookup(fd: int, key, value) -> bool:
+    return _found(MAP_LOOKUP_ELEM, _Elem(map_fd=fd, key=_addr(key), value=_addr(value)))
 
 
 def update(fd: int, key, value, flags: int = ANY) -> None:
@@ -141,23 +146,11 @@ def update(fd: int, key, value, flags: int = ANY) -> None:
 
 
 def delete(fd: int, key) -> bool:
-    try:
-        _call(MAP_DELETE_ELEM, _Elem(map_fd=fd, key=_addr(key)))
-        return True
-    except OSError as e:
-        if e.errno == errno.ENOENT:
-            return False
-        raise
+    return _found(MAP_DELETE_ELEM, _Elem(map_fd=fd, key=_addr(key)))
 
 
 def next_key(fd: int, key, out) -> bool:
-    try:
-        _call(MAP_GET_NEXT_KEY, _Elem(map_fd=fd, key=_addr(key), value=_addr(out)))
-        return True
-    except OSError as e:
-        if e.errno == errno.ENOENT:
-            return False
-        raise
+    return _found(MAP_GET_NEXT_KEY, _Elem(map_fd=fd, key=_addr(key), value=_addr(out)))
 
 
 def update_batch(fd: int, keys, values, count: int, flags: int = ANY) -> int:
