@@ -144,11 +144,8 @@ class Applier:
                 lpm[(4, net, k.len)] = v.value
             else:
                 bases4[net >> 8] = v.value
-        for k in self.maps["lpm6"].keys():
-            if k.bank != bank:
-                continue
-            v = self.maps["lpm6"].get(k)
-            if v is not None:
+        for k, v in self.maps["lpm6"].items():  # batched where the kernel can
+            if k.bank == bank:
                 lpm[(6, int.from_bytes(bytes(k.addr), "big"), k.prefixlen - 8)] = v.value
         names = [""] * len(rules)  # rule names are not in the maps; the controller knows them
         return BankState(header, rules, names, fb, pb, ac, tid, lpm, bases4, read_back=True)

@@ -91,8 +91,11 @@ class Map:
         """All entries, read in batches where the kernel supports it."""
         keys = (self.key_t * chunk)()
         vals = (self._vbuf_t * chunk)()
+        # the walk's position: a bucket number for hash maps, a key for the others (the
+        # generic batch walk of arrays and tries), so it has room for either
+        tok = max(8, ct.sizeof(self.key_t))
         in_b = None
-        out_b = ct.c_uint64()
+        out_b = ct.create_string_buffer(tok)
         try:
             while True:
                 n, done = bpfsys.lookup_batch(self.fd, in_b, out_b, keys, vals, chunk)
@@ -104,7 +107,7 @@ class Map:
                            self._vbuf_t.from_buffer_copy(vraw, i * vsz))
                 if done:
                     return
-                in_b = ct.c_uint64(out_b.value)
+                in_b = ct.create_string_buffer(out_b.raw, tok)
         except OSError as e:
             if e.errno not in (22, 95, 524):  # EINVAL/EOPNOTSUPP/ENOTSUPP: walk instead
                 raise

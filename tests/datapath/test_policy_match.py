@@ -4,6 +4,8 @@ already running."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import yaml
 from scapy.layers.inet import IP, UDP
@@ -261,3 +263,27 @@ def test_nested_ipv4_prefixes_of_different_sets_give_the_longest_match_its_rule(
                       ("10.255.255.255", drop),
                       ("11.0.0.0", (XDP_PASS, Reason.DEFAULT, Verdict.PASS))]:
         assert outcome(dp, U(src, fr.S4)) == want, src
+
+
+def test_a_restarted_controller_reads_back_the_policy_the_filter_holds(dp):
+    """What a controller adopting a running filter reads from its maps is what was applied:
+    header, rules, field and port bitmaps, address classes and every IPv4 and IPv6 prefix."""
+    dp.apply(yaml.safe_dump({
+        "default": "drop", "sets": SETS,
+        "rules": [{"name": "n", "match": {"src_set": "narrow", "proto": "udp",
+                                          "dst_port": "5060-5061"}, "action": "allow"},
+                  {"name": "w", "match": {"ip_set": "wide", "port": [80, 443]},
+                   "action": "allow"},
+                  {"name": "s", "match": {"dst_set": "servers", "proto": "tcp"},
+                   "action": "drop"}]}))
+    bank = dp.ap.active_bank()
+    want, got = dp.ap.banks[bank], dp.ap.read_bank(bank)
+    assert got.read_back and not want.read_back
+    assert any(k[0] == 6 for k in want.lpm) and any(k[0] == 4 for k in want.lpm)
+    for f in ("header", "rules", "fieldbits", "portbits", "addrclass", "tunid", "lpm",
+              "bases4"):
+        assert getattr(got, f) == getattr(want, f), f
+    # a trie walked in batches of one: each step resumes after the key the last one ended on
+    lpm6 = dp.maps["lpm6"]
+    walked = [bytes(k) for k, _ in itertools.islice(lpm6.items(chunk=1), 100)]
+    assert sorted(walked) == sorted(bytes(k) for k in lpm6.keys()) and len(walked) >= 2
