@@ -109,7 +109,9 @@ class Map:
                     return
                 in_b = ct.create_string_buffer(out_b.raw, tok)
         except OSError as e:
-            if e.errno not in (22, 95, 524):  # EINVAL/EOPNOTSUPP/ENOTSUPP: walk instead
+            # EINVAL/EOPNOTSUPP/ENOTSUPP on the first step: no batches here, walk instead
+            # (later, entries were already yielded: a walk would yield them again)
+            if in_b is not None or e.errno not in (22, 95, 524):
                 raise
         for k in self.keys():
             v = self.get(k)
