@@ -66,7 +66,7 @@ def policy_without_set(policy: Policy, name: str) -> Policy:
     new = policy.model_copy(deep=True)
     del new.sets[name]
     try:
-        return pol.from_dict(new.model_dump(mode="json", exclude_none=True))
+        return pol.revalidated(new)
     except PolicyError as e:
         raise PolicyError([{"loc": ["sets", name],
                             "msg": f"set {name!r} is used by a rule: {e}"}]) from None
@@ -282,7 +282,7 @@ class Controller:
                     if_match: str | None = None) -> str:
         with self.lock:
             new = fn(self.policy.model_copy(deep=True))
-            new = pol.from_dict(new.model_dump(mode="json", exclude_none=True))  # revalidate whole
+            new = pol.revalidated(new)
             return self._commit(new, actor=actor, what=what, if_match=if_match)
 
     def _check_api_files(self, policy: Policy) -> None:

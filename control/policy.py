@@ -397,6 +397,12 @@ def from_dict(data: Any) -> Policy:
         raise PolicyError(errors_from(e)) from None
 
 
+def revalidated(policy: Policy) -> Policy:
+    """`policy` validated again as a whole, after an edit of a copy of it: pydantic does not
+    check edits made to a model (a set deleted that a rule still names)."""
+    return from_dict(policy.model_dump(mode="json", exclude_none=True))
+
+
 def from_yaml(text: str, source: str = "<policy>") -> Policy:
     try:
         root = yaml.compose(text)

@@ -114,7 +114,7 @@ class FakeController:
                     if_match: str | None = None) -> str:
         with self.lock:
             new = fn(self.policy.model_copy(deep=True))
-            new = pol.from_dict(new.model_dump(mode="json", exclude_none=True))
+            new = pol.revalidated(new)
             return self._commit(new, actor, what, if_match)
 
     # ---- sets
