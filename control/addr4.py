@@ -28,10 +28,22 @@ from .layout import A4_SPILL, A4_WORDS
 SLOTS = 4 * A4_WORDS  # /24s
 
 
-def build(prefixes: Iterable[tuple[int, int, int]]) -> tuple[np.ndarray, dict[int, int]]:
+def build(prefixes: Iterable[tuple[tuple[int, int, int], int]]) -> tuple[np.ndarray, dict[int, int]]:
     """The table of one bank (uint16 per /24) and its base classes (/24 -> class) for
     ((4, network int, prefix length), class) pairs; pairs of other versions are ignored."""
     table = np.zeros(SLOTS, dtype=np.uint16)
+    bases: dict[int, int] = {}
+    paint(table, bases, 0, SLOTS, 0, prefixes)
+    return table, bases
+
+
+def paint(table: np.ndarray, bases: dict[int, int], lo: int, hi: int, fill: int,
+          prefixes: Iterable[tuple[tuple[int, int, int], int]]) -> None:
+    """Recompute the /24s lo..hi-1 of `table` and their entries in `bases`, in place, from
+    the (prefix, class) pairs lying in them. `fill` is the class of the longest prefix of
+    length <= 24 that covers the whole range from outside it (0: none). An apply that
+    changed a few prefixes repaints only their ranges (control/apply.py)."""
+    table[lo:hi] = fill
     short: list[tuple[int, int, int]] = []
     s24, c24, long_slot, long_bit = [], [], [], []
     for (ver, net, plen), cid in prefixes:
@@ -49,15 +61,19 @@ def build(prefixes: Iterable[tuple[int, int, int]]) -> tuple[np.ndarray, dict[in
         table[slot:slot + (1 << (24 - plen))] = cid
     if s24:
         table[np.array(s24, dtype=np.int64)] = np.array(c24, dtype=np.uint16)
-    bases: dict[int, int] = {}
+    if hi - lo == SLOTS:
+        bases.clear()
+    else:
+        for s in [s for s in bases if lo <= s < hi] if len(bases) < hi - lo else \
+                [s for s in range(lo, hi) if s in bases]:
+            del bases[s]
     if long_slot:
         slots = np.array(long_slot, dtype=np.int64)
-        lens = np.zeros(SLOTS, dtype=np.uint16)
-        np.bitwise_or.at(lens, slots, np.array(long_bit, dtype=np.uint16))
         spilled = np.unique(slots)
+        lens = np.zeros(spilled.size, dtype=np.uint16)
+        np.bitwise_or.at(lens, np.searchsorted(spilled, slots),
+                         np.array(long_bit, dtype=np.uint16))
         base = table[spilled]
         has = base != 0
-        bases = dict(zip(spilled[has].tolist(), base[has].tolist()))
-        table[spilled] = A4_SPILL | lens[spilled]
-    return table, bases
-
+        bases.update(zip(spilled[has].tolist(), base[has].tolist()))
+        table[spilled] = A4_SPILL | lens

@@ -58,6 +58,10 @@ class BankState:
     # read back from the maps: its IPv4 table and IPv6 hint are not known (after a failed
     # apply they may be out of step with its prefixes), so the next apply rewrites them
     read_back: bool = False
+    # how its prefixes came about (Wanted.lpm_base / lpm_touched): the bank applied after
+    # it can then be brought up to date by the prefixes both touched
+    lpm_base: dict | None = None
+    lpm_touched: set | None = None
 
     @classmethod
     def empty(cls) -> BankState:
@@ -76,6 +80,8 @@ class Applier:
     # rule names of a bank whose contents are not known (adopted maps): the controller
     # knows which policy was running
     adopted_names: dict[int, list[str]] = field(default_factory=dict)
+    # the Wanted applied last: the next compile starts from it (compile_policy's prev)
+    last: Wanted | None = None
 
     def assume_empty(self) -> None:
         """The maps were just created: both banks are known to be empty (no read-back)."""
@@ -172,8 +178,11 @@ class Applier:
             self.last_flip = time.monotonic()
             self.banks[target] = BankState(wanted.header, wanted.rules, wanted.rule_names,
                                            wanted.fieldbits, wanted.portbits, wanted.addrclass,
-                                           wanted.tunid, wanted.lpm, bases4, hint)
+                                           wanted.tunid, wanted.lpm, bases4, hint,
+                                           lpm_base=wanted.lpm_base,
+                                           lpm_touched=wanted.lpm_touched)
             self.classes = dict(wanted.classes)
+            self.last = wanted
             log.debug("policy generation %d in bank %d", gen + 1, target)
             return gen + 1
 
@@ -252,10 +261,12 @@ class Applier:
 
         # prefixes, then what the data path reads in front of them: the IPv4 table (and
         # its base classes) and the IPv6 hint
-        changed = new.lpm.items() - cur.lpm.items() if cur.lpm else new.lpm.items()
-        gone = cur.lpm.keys() - new.lpm.keys() if cur.lpm else ()
+        active = self.banks[bank ^ 1]
+        if active is not None and active.read_back:
+            active = None
+        changed, gone = _lpm_delta(cur, new, active)
         self._write_prefixes(bank, changed, gone)
-        bases4 = self._write_addr4(bank, cur, new.lpm, changed, gone)
+        bases4 = self._write_addr4(bank, cur, new, changed, gone, active)
         hint = self._write_hint(bank, cur, new.lpm, changed, gone)
 
         # header last: it also carries the rule count
@@ -263,16 +274,36 @@ class Applier:
         self.maps["policy"].set(ct.c_uint32(bank), h)
         return bases4, hint
 
-    def _write_addr4(self, bank: int, cur: BankState, lpm: dict, changed: Any,
-                     gone: Any) -> dict[int, int]:
-        """The bank's IPv4 table for `lpm`: only the words that differ from what the bank
+    def _write_addr4(self, bank: int, cur: BankState, new: Wanted, changed: Any, gone: Any,
+                     active: BankState | None) -> dict[int, int]:
+        """The bank's IPv4 table for `new.lpm`: only the words that differ from what the bank
         holds (read back through the map's mapping), then the base classes that changed.
-        A bank read back from the maps is always rebuilt (BankState.read_back)."""
+        A bank read back from the maps is always rebuilt (BankState.read_back). When `new`
+        was compiled from what the active bank holds, its table is the active one's with
+        the ranges of the touched prefixes repainted; else it is built whole."""
         v4_changed = any(k[0] == 4 for k, _ in changed) or any(k[0] == 4 for k in gone)
         if not cur.read_back and not v4_changed:
             return cur.bases4
-        table, bases = addr4.build(lpm.items())
         m = self.maps["addr4"]
+        lpm = new.lpm
+        if (active is not None and new.plan is not None and new.lpm_touched is not None
+                and active.lpm is new.lpm_base):
+            table = m.words((bank ^ 1) * layout.A4_WORDS, layout.A4_WORDS).copy().view(np.uint16)
+            bases = dict(active.bases4)
+            end = -1
+            for _, net, plen in sorted(k for k in new.lpm_touched if k[0] == 4):
+                r = min(plen, 24)
+                top = net & (0xFFFFFFFF << (32 - r)) & 0xFFFFFFFF
+                lo = top >> 8
+                if lo < end:
+                    continue  # inside a range repainted already
+                end = lo + (1 << (24 - r))
+                fill = next((lpm[q] for q in ((4, top & (0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF, n)
+                                              for n in range(r - 1, -1, -1)) if q in lpm), 0)
+                addr4.paint(table, bases, lo, end, fill,
+                            ((q, lpm[q]) for q in new.plan.within(4, top, r)))
+        else:
+            table, bases = addr4.build(lpm.items())
         base = bank * layout.A4_WORDS
         new_w = table.view(np.uint64)
         idx = np.flatnonzero(m.words(base, layout.A4_WORDS) != new_w)
@@ -294,9 +325,10 @@ class Applier:
         return bases
 
     def _write_hint(self, bank: int, cur: BankState, lpm: dict, changed: Any, gone: Any) -> bytes:
-        """The bank's address hint for `lpm`: added to when prefixes were only added,
+        """The bank's address hint for `lpm`: added to when IPv6 prefixes were only added,
         rebuilt when some went; only the words that differ are written."""
-        if not changed and not gone and not cur.read_back:
+        gone = [k for k in gone if k[0] == 6]
+        if not cur.read_back and not gone and not any(k[0] == 6 for k, _ in changed):
             return cur.hint
         if not cur.read_back and not gone:
             hint = bytearray(cur.hint)
@@ -354,6 +386,29 @@ class Applier:
         m = self.maps["rule_hits"]
         v = m.get(ct.c_uint32(bank * (self.sizes.rule_max + 1) + self.sizes.rule_max))
         return m.sum(v) if v is not None else (0, 0)
+
+
+def _lpm_delta(cur: BankState, new: Wanted, active: BankState | None,
+               ) -> tuple[list[tuple[tuple[int, int, int], int]], list[tuple[int, int, int]]]:
+    """The prefixes to write (with their classes) and to delete to turn what bank `cur`
+    holds into `new.lpm`. When `new` was compiled from `cur`'s prefixes, or from the active
+    bank's which were compiled from `cur`'s, only the prefixes touched on the way are
+    looked at; else the whole tables are compared."""
+    if cur.lpm is new.lpm:
+        return [], []
+    keys = None
+    if new.lpm_touched is not None:
+        if new.lpm_base is cur.lpm:
+            keys = new.lpm_touched
+        elif (active is not None and active.lpm is new.lpm_base
+              and active.lpm_base is cur.lpm and active.lpm_touched is not None):
+            keys = active.lpm_touched | new.lpm_touched
+    want, have = new.lpm, cur.lpm
+    if keys is None:
+        return list(want.items() - have.items()), list(have.keys() - want.keys())
+    changed = [(k, want[k]) for k in keys if k in want and have.get(k) != want[k]]
+    gone = [k for k in keys if k not in want and k in have]
+    return changed, gone
 
 
 def _map_error(e: OSError) -> XgError:

@@ -11,6 +11,8 @@ address role.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
@@ -40,6 +42,43 @@ class Wanted:
     tunid: dict[int, int]  # tunnel id -> mask
     lpm: dict[Prefix, int]  # prefix -> class
     classes: dict[frozenset[str], int] = field(default_factory=dict)
+    # what the next compile starts from (AddrPlan), and how `lpm` came about: derived from
+    # `lpm_base` (an earlier Wanted's lpm, never changed in place) by changing at most the
+    # prefixes in `lpm_touched`; None: compiled afresh. The applier writes only those.
+    plan: AddrPlan | None = None
+    lpm_base: dict[Prefix, int] | None = None
+    lpm_touched: set[Prefix] | None = None
+
+
+@dataclass
+class AddrPlan:
+    """The address part of a compile, kept so that the next compile can start from it:
+    a set edit then costs the prefixes it changed and those they cover, not the million
+    of a big set. Never changed in place (an apply that fails leaves the old one valid)."""
+
+    sets: dict[str, list[Prefix]]  # the sets rules use, as compiled (by identity)
+    own: dict[Prefix, frozenset[str]]  # prefix -> the sets holding it
+    member: dict[Prefix, frozenset[str]]  # ... or holding a prefix that covers it
+    count: dict[frozenset[str], int]  # membership -> how many prefixes have it
+    keys: dict[int, list[int]] | None = None  # version -> sorted (network << 8 | length)
+
+    def sorted_keys(self) -> dict[int, list[int]]:
+        if self.keys is None:
+            self.keys = {v: sorted((net << 8) | plen for ver, net, plen in self.own if ver == v)
+                         for v in (4, 6)}
+        return self.keys
+
+    def within(self, ver: int, net: int, plen: int) -> list[Prefix]:
+        """The prefixes of the plan lying in (ver, net, plen), itself included."""
+        bits = 32 if ver == 4 else 128
+        ks = self.sorted_keys()[ver]
+        i = bisect.bisect_left(ks, (net << 8) | plen)
+        j = bisect.bisect_left(ks, (net + (1 << (bits - plen))) << 8)
+        return [(ver, x >> 8, x & 0xFF) for x in ks[i:j]]
+
+
+# a compile that would change more prefixes than this starts afresh (cheaper in bulk)
+INCREMENTAL_MAX = 50_000
 
 
 def _anon(entries: list[str]) -> str:
@@ -77,7 +116,12 @@ def _inline_sets(policy: Policy) -> dict[str, list[Prefix]]:
 
 
 def memberships(sets: dict[str, list[Prefix]]) -> dict[Prefix, frozenset[str]]:
-    """Prefix -> names of the sets holding it or a shorter prefix covering it.
+    """Prefix -> names of the sets holding it or a shorter prefix covering it."""
+    return _plan(sets).member
+
+
+def _plan(sets: dict[str, list[Prefix]]) -> AddrPlan:
+    """The AddrPlan of these sets, from scratch.
 
     Written for a million prefixes: memberships are interned frozensets, and each
     address family is walked once in (network, length) order with a stack of the
@@ -97,7 +141,8 @@ def memberships(sets: dict[str, list[Prefix]]) -> dict[Prefix, frozenset[str]]:
 
     if len(sets) == 1:  # one set (the big blocklist case): every prefix is simply in it
         (name, prefixes), = sets.items()
-        return dict.fromkeys(prefixes, frozenset((name,)))
+        own = dict.fromkeys(prefixes, frozenset((name,)))
+        return AddrPlan(dict(sets), own, own, {frozenset((name,)): len(own)} if own else {})
     own: dict[Prefix, frozenset[str]] = {}
     for name, prefixes in sets.items():
         fs = interned.setdefault(frozenset((name,)), frozenset((name,)))
@@ -108,8 +153,10 @@ def memberships(sets: dict[str, list[Prefix]]) -> dict[Prefix, frozenset[str]]:
             cur = own.get(p)
             own[p] = fs if cur is None else union(cur, fs)
     out: dict[Prefix, frozenset[str]] = {}
+    count: dict[frozenset[str], int] = {}
+    keys: dict[int, list[int]] = {}
     for ver, bits in ((4, 32), (6, 128)):
-        order = sorted((net << 8) | plen for v, net, plen in own if v == ver)
+        order = keys[ver] = sorted((net << 8) | plen for v, net, plen in own if v == ver)
         stack: list[tuple[int, frozenset[str]]] = []  # (end, membership) of enclosing prefixes
         for x in order:
             net, plen = x >> 8, x & 0xFF
@@ -121,8 +168,124 @@ def memberships(sets: dict[str, list[Prefix]]) -> dict[Prefix, frozenset[str]]:
             if stack:
                 m = union(m, stack[-1][1])
             out[p] = m
+            count[m] = count.get(m, 0) + 1
             stack.append((end, m))
+    return AddrPlan(dict(sets), own, out, count, keys)
+
+
+def _changes(prev: AddrPlan, sets: dict[str, list[Prefix]],
+             hints: dict[str, tuple[list[Prefix], list[Prefix], list[Prefix]]] | None,
+             ) -> list[tuple[str, list[Prefix], list[Prefix]]] | None:
+    """Per set, the prefixes added and removed since `prev`; None if too many to be
+    worth an update. A hint (old list, added, removed) spares the diff of a big set."""
+    out = []
+    n = 0
+    for name in sets.keys() | prev.sets.keys():
+        new, old = sets.get(name, []), prev.sets.get(name, [])
+        if new is old:
+            continue
+        h = (hints or {}).get(name)
+        if h is not None and h[0] is old:
+            added, removed = h[1], h[2]
+        else:
+            added = [p for p in new if name not in prev.own.get(p, ())]
+            keep = set(new)
+            removed = [p for p in old if p not in keep]
+        n += len(added) + len(removed)
+        if n > INCREMENTAL_MAX:
+            return None
+        if added or removed:
+            out.append((name, added, removed))
     return out
+
+
+def _updated(prev: AddrPlan, sets: dict[str, list[Prefix]],
+             changes: list[tuple[str, list[Prefix], list[Prefix]]],
+             ) -> tuple[AddrPlan, dict[Prefix, frozenset[str] | None]]:
+    """`prev` with these set changes, and the prefixes whose membership changed (None:
+    no longer in any set). What changes is the changed prefixes and the ones they cover,
+    recomputed as _plan does, from the membership of the nearest prefix enclosing them."""
+    interned = {m: m for m in prev.count}
+    own = prev.own.copy()
+    touched: set[Prefix] = set()
+    for name, added, removed in changes:
+        fs = frozenset((name,))
+        for p in removed:
+            cur = own.get(p)
+            if cur is None or name not in cur:
+                continue
+            rest = cur - fs
+            if rest:
+                own[p] = interned.setdefault(rest, rest)
+            else:
+                del own[p]
+            touched.add(p)
+        for p in added:
+            cur = own.get(p)
+            if cur is not None and name in cur:
+                continue
+            m = cur | fs if cur is not None else fs
+            own[p] = interned.setdefault(m, m)
+            touched.add(p)
+    old_keys = prev.sorted_keys()
+    new_in = [p for p in touched if p not in prev.own]
+    gone = [p for p in touched if p not in own]
+    if len(new_in) + len(gone) > 2000:  # many: sort afresh rather than insert one by one
+        keys = None
+        plan = AddrPlan(dict(sets), own, prev.member.copy(), dict(prev.count))
+    else:
+        keys = {v: list(k) for v, k in old_keys.items()}
+        for ver, net, plen in gone:
+            ks = keys[ver]
+            del ks[bisect.bisect_left(ks, (net << 8) | plen)]
+        for ver, net, plen in new_in:
+            bisect.insort(keys[ver], (net << 8) | plen)
+        plan = AddrPlan(dict(sets), own, prev.member.copy(), dict(prev.count), keys)
+    member, count = plan.member, plan.count
+    changed: dict[Prefix, frozenset[str] | None] = {}
+
+    def move(p: Prefix, old: frozenset[str] | None, new: frozenset[str] | None) -> None:
+        if old == new:
+            return
+        if old is not None:
+            count[old] -= 1
+            if not count[old]:
+                del count[old]
+        if new is not None:
+            count[new] = count.get(new, 0) + 1
+            member[p] = new
+        else:
+            del member[p]
+        changed[p] = new
+
+    last = (0, -1, -1)  # (version, end key) of the range walked last
+    for p in sorted(touched):  # enclosing prefixes first
+        ver, net, plen = p
+        bits = 32 if ver == 4 else 128
+        if (ver, (net << 8) | plen) < last[:2]:
+            continue  # inside a range already walked
+        seed: frozenset[str] | None = None
+        for ln in range(plen - 1, -1, -1):
+            q = (ver, net & ~((1 << (bits - ln)) - 1), ln)
+            if q in own:
+                seed = member[q]
+                break
+        stack: list[tuple[int, frozenset[str]]] = []
+        for q in plan.within(ver, net, plen):
+            end = q[1] + (1 << (bits - q[2]))
+            while stack and end > stack[-1][0]:
+                stack.pop()
+            m = own[q]
+            base = stack[-1][1] if stack else seed
+            if base is not None and not m >= base:
+                u = m | base
+                m = interned.setdefault(u, u)
+            move(q, member.get(q), m)
+            stack.append((end, m))
+        last = (ver, (net + (1 << (bits - plen))) << 8, 0)
+    for p in gone:
+        move(p, member.get(p), None)
+    return plan, changed
 
 
 def _range_masks(per_rule: list[tuple[int, list[tuple[int, int]]]]) -> dict[int, int]:
@@ -142,7 +305,15 @@ def _range_masks(per_rule: list[tuple[int, list[tuple[int, int]]]]) -> dict[int,
 
 
 def compile_policy(policy: Policy, sets: dict[str, list[Prefix]], sizes: Sizes | None = None,
-                   prev_classes: dict[frozenset[str], int] | None = None) -> Wanted:
+                   prev_classes: dict[frozenset[str], int] | None = None,
+                   prev: Wanted | None = None,
+                   hints: dict[str, tuple[list[Prefix], list[Prefix], list[Prefix]]] | None = None,
+                   ) -> Wanted:
+    """The entries of `policy` over the resolved `sets`. Class ids are kept from
+    `prev_classes` where the membership is still there. With `prev` (the Wanted last
+    applied), the addresses start from its AddrPlan and its classes: the result is the
+    same as from scratch, computed from the sets' changes (`hints`: per set name, the
+    list `prev` was compiled from, the prefixes added and those removed)."""
     from .classify import taxonomy
 
     sizes = sizes or Sizes()
@@ -226,16 +397,28 @@ def compile_policy(policy: Policy, sets: dict[str, list[Prefix]], sizes: Sizes |
     # addresses
     used = {n for role in ROLES for n in role_set_mask[role]}
     all_sets = {**sets, **_inline_sets(policy)}
-    member = memberships({n: all_sets[n] for n in used if n in all_sets})
+    usets = {n: all_sets[n] for n in used if n in all_sets}
+    plan: AddrPlan | None = None
+    changed: dict[Prefix, frozenset[str] | None] | None = None
+    if prev is not None and prev.plan is not None:
+        prev_classes = prev.classes
+        ch = _changes(prev.plan, usets, hints)
+        if ch == []:
+            plan, changed = dataclasses.replace(prev.plan, sets=dict(usets)), {}
+        elif ch is not None:
+            plan, changed = _updated(prev.plan, usets, ch)
+    if plan is None:
+        plan = _plan(usets)
     classes: dict[frozenset[str], int] = {frozenset(): 0}
-    prev = prev_classes or {}
+    prev = prev if changed is not None else None
+    prev_c = prev_classes or {}
     taken = {0}
-    for ms in set(member.values()):
-        if ms in prev and prev[ms] not in taken:
-            classes[ms] = prev[ms]
-            taken.add(prev[ms])
+    for ms in plan.count:
+        if ms in prev_c and prev_c[ms] not in taken:
+            classes[ms] = prev_c[ms]
+            taken.add(prev_c[ms])
     nxt = 1
-    for ms in sorted(set(member.values()) - set(classes), key=lambda s: sorted(s)):
+    for ms in sorted(set(plan.count) - set(classes), key=lambda s: sorted(s)):
         while nxt in taken:
             nxt += 1
         classes[ms] = nxt
@@ -252,7 +435,23 @@ def compile_policy(policy: Policy, sets: dict[str, list[Prefix]], sizes: Sizes |
                 mask |= role_set_mask[role].get(n, 0)
             masks.append(mask)
         addrclass[cid] = tuple(masks)
-    lpm = {p: classes[ms] for p, ms in member.items()}
+    lpm_base: dict[Prefix, int] | None = None
+    touched: set[Prefix] | None = None
+    if prev is None or changed is None:
+        if len(plan.count) == 1:  # one membership (one set): one class for all
+            lpm = dict.fromkeys(plan.member, classes[next(iter(plan.count))])
+        else:
+            lpm = {p: classes[ms] for p, ms in plan.member.items()}
+    elif not changed:
+        lpm, lpm_base, touched = prev.lpm, prev.lpm, set()
+    else:
+        lpm = prev.lpm.copy()
+        for p, ms in changed.items():
+            if ms is None:
+                del lpm[p]
+            else:
+                lpm[p] = classes[ms]
+        lpm_base, touched = prev.lpm, set(changed)
 
     t = policy.tunnels
     tmask = sum(1 << TUN_CODE[n] for n in ("gtpu", "gre", "vxlan", "ipip") if getattr(t, n))
@@ -266,7 +465,7 @@ def compile_policy(policy: Policy, sets: dict[str, list[Prefix]], sizes: Sizes |
                                       or r.match.call is not None), layout.RULE_NONE),
               "nrules": len(rules)}
     return Wanted(header, rules, [r.name for r in policy.rules], fb, portbits, addrclass,
-                  tunid, lpm, classes)
+                  tunid, lpm, classes, plan, lpm_base, touched)
 
 
 def _rule_entry(r: Rule) -> tuple[int, int, int, int, int]:

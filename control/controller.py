@@ -72,6 +72,16 @@ def policy_without_set(policy: Policy, name: str) -> Policy:
                             "msg": f"set {name!r} is used by a rule: {e}"}]) from None
 
 
+class _InSet:
+    """`p in _InSet(own, name)`: is prefix p in set `name`, by a compile's own table."""
+
+    def __init__(self, own: dict[Prefix, frozenset[str]], name: str) -> None:
+        self.own, self.name = own, name
+
+    def __contains__(self, p: object) -> bool:
+        return self.name in self.own.get(p, ())  # type: ignore[call-overload]
+
+
 class Controller:
     def __init__(self, cfg: RunConfig) -> None:
         loader.preflight()  # not root, no headers, no bcc, no bpffs: say so before anything
@@ -210,15 +220,21 @@ class Controller:
             self._resolved = {k: v for k, v in self._resolved.items() if k in keep or k[0] == "file"}
         return out
 
+    def _compile(self, policy: Policy, hints: dict | None = None) -> comp.Wanted:
+        """Compile `policy`, starting from the policy applied last (a set edit or a rule
+        edit then costs what it changed, not the size of the sets)."""
+        ap = self.applier
+        return comp.compile_policy(policy, self._resolve(policy), self.cfg.sizes,
+                                   ap.classes if ap else None, prev=ap.last if ap else None,
+                                   hints=hints)
+
     def _commit(self, policy: Policy, *, actor: str, what: str, if_match: str | None = None,
-                persist: bool = True, bump: bool = True) -> str:
+                persist: bool = True, bump: bool = True, hints: dict | None = None) -> str:
         with self.lock:
             if if_match is not None and if_match.strip() not in (self.etag, "*"):
                 raise ConflictError(f"the policy changed (now {self.etag}); re-read it and retry")
             try:
-                resolved = self._resolve(policy)
-                wanted = comp.compile_policy(policy, resolved, self.cfg.sizes,
-                                             self.applier.classes if self.applier else None)
+                wanted = self._compile(policy, hints)
                 if self.applier is not None:
                     self.applier.apply(wanted)
             except (PolicyError, XgError):
@@ -253,7 +269,8 @@ class Controller:
 
     def validate_policy(self, policy: Policy) -> list[str]:
         self._check_api_files(policy)
-        comp.compile_policy(policy, self._resolve(policy), self.cfg.sizes)
+        with self.lock:
+            self._compile(policy)
         warnings = []
         if policy.default == "drop" and not policy.rules:
             warnings.append("default drop with no rules drops everything")
@@ -332,10 +349,14 @@ class Controller:
         return out
 
     def _store_set(self, name: str, prefixes: list[Prefix], *, actor: str, what: str,
-                   if_match: str | None = None) -> int:
+                   if_match: str | None = None,
+                   edit: tuple[list[Prefix], list[Prefix], list[Prefix]] | None = None) -> int:
+        """Make set `name` hold `prefixes`. `edit` (the set's current list, the prefixes
+        added to it, those removed) says that `prefixes` is that list so edited, without
+        repeats: the compile and the set file then cost the edit, not the set."""
         if not pol.re.match(pol.NAME_RE, name):
             raise PolicyError([{"loc": ["name"], "msg": f"{name!r} is not a valid set name"}])
-        uniq = list(dict.fromkeys(prefixes))
+        uniq = prefixes if edit is not None else list(dict.fromkeys(prefixes))
         with self.lock:
             new = self.policy.model_copy(deep=True)
             if len(uniq) <= INLINE_SET_MAX:
@@ -344,12 +365,13 @@ class Controller:
             else:
                 path = self.state.set_file(name)
                 tmp = path.with_name(f".{name}.pending")
-                atomic_write(tmp, "".join(prefix_str(p) + "\n" for p in uniq))
+                atomic_write(tmp, self._set_text(name, uniq, edit))
                 st = tmp.stat()  # what we wrote is already parsed: seed the cache with it
                 self._resolved[("file", str(tmp), st.st_mtime_ns, st.st_size)] = uniq
                 new.sets[name] = SetFile(file=str(tmp))
             try:
-                self._commit(new, actor=actor, what=what, if_match=if_match, persist=False)
+                self._commit(new, actor=actor, what=what, if_match=if_match, persist=False,
+                             hints={name: edit} if edit is not None else None)
             except BaseException:
                 if path is not None:
                     tmp.unlink(missing_ok=True)
@@ -364,23 +386,58 @@ class Controller:
             self._persist()
             return len(uniq)
 
+    def _set_text(self, name: str, prefixes: list[Prefix],
+                  edit: tuple[list[Prefix], list[Prefix], list[Prefix]] | None) -> str:
+        """The set file's text: one prefix a line. After an edit of a set whose file is the
+        one written here for its current list, that file's lines are reused."""
+        if edit is None:
+            return "".join(prefix_str(p) + "\n" for p in prefixes)
+        cur, added, removed = edit
+        d = self.policy.sets.get(name)
+        path = self.state.set_file(name)
+        lines = None
+        if isinstance(d, SetFile) and Path(d.file) == path:
+            try:
+                lines = path.read_text().splitlines(keepends=True)
+            except OSError:
+                pass
+        if (lines is None or len(lines) != len(cur)
+                or (cur and parse_prefix(lines[-1].strip()) != cur[-1])):
+            return "".join(prefix_str(p) + "\n" for p in prefixes)
+        if removed:
+            gone = set(removed)
+            lines = [ln for ln, p in zip(lines, cur) if p not in gone]
+        return "".join(lines) + "".join(prefix_str(p) + "\n" for p in added)
+
     def put_set(self, name: str, entries: list[str] | str, *, actor: str,
                 if_match: str | None = None) -> int:
         return self._store_set(name, self._parse_entries(entries, name), actor=actor,
                                what=f"set.put {name}", if_match=if_match)
 
+    def _members(self, name: str, cur: list[Prefix]) -> set[Prefix] | dict[Prefix, Any]:
+        """Something that says whether a prefix is in set `name` (now `cur`): the last
+        compile's table when it holds the set, else a set made here."""
+        last = self.applier.last if self.applier else None
+        if last is not None and last.plan is not None and last.plan.sets.get(name) is cur:
+            return _InSet(last.plan.own, name)
+        return set(cur)
+
     def add_set_entries(self, name: str, entries: list[str] | str, *, actor: str) -> int:
         with self.lock:
             cur = self._prefixes(name)
-            add = self._parse_entries(entries, name)
-            return self._store_set(name, cur + add, actor=actor, what=f"set.add {name}")
+            have = self._members(name, cur)
+            add = [p for p in dict.fromkeys(self._parse_entries(entries, name)) if p not in have]
+            return self._store_set(name, cur + add, actor=actor, what=f"set.add {name}",
+                                   edit=(cur, add, []))
 
     def remove_set_entries(self, name: str, entries: list[str] | str, *, actor: str) -> int:
         with self.lock:
             cur = self._prefixes(name)
-            gone = set(self._parse_entries(entries, name))
-            return self._store_set(name, [p for p in cur if p not in gone], actor=actor,
-                                   what=f"set.remove {name}")
+            have = self._members(name, cur)
+            gone = [p for p in dict.fromkeys(self._parse_entries(entries, name)) if p in have]
+            drop = set(gone)
+            return self._store_set(name, [p for p in cur if p not in drop], actor=actor,
+                                   what=f"set.remove {name}", edit=(cur, [], gone))
 
     def delete_set(self, name: str, *, actor: str) -> None:
         with self.lock:
