@@ -84,6 +84,26 @@ def test_a_set_loaded_over_rest_blocks_its_sources(live):
     assert send_udp(lab, 4000) == 20
 
 
+def test_entries_added_to_and_removed_from_a_big_blocklist_act_at_once_and_stay_on_disk(live):
+    """A 5,000-entry blocklist (kept as a file in the state dir) edited a few entries at a
+    time: each edit is enforced when the call returns, and the set file stays the set."""
+    lab, ctl, c = live
+    big = [f"198.18.{i // 250}.{i % 250 + 1}/32" for i in range(5000)]
+    assert c.put_set("blocked", "\n".join(big) + "\n") == 5000
+    c.add_rule({"name": "bl", "match": {"src_set": "blocked"}, "action": "drop"})
+    assert send_udp(lab, 4000) == 20
+    assert c.add_set_entries("blocked", [f"{lab.client_ip4}/32", big[0]]) == 5001
+    assert send_udp(lab, 4000) == 0
+    assert c.remove_set_entries("blocked", [big[1], f"{lab.client_ip4}/32"]) == 4999
+    assert send_udp(lab, 4000) == 20
+    assert c.add_set_entries("blocked", [f"{lab.client_ip4}/32"]) == 5000
+    assert send_udp(lab, 4000) == 0
+    want = [b for b in big if b != big[1]] + [f"{lab.client_ip4}/32"]
+    assert c.get_set("blocked") == want
+    assert ctl.state.set_file("blocked").read_text().split() == want
+    assert ctl.applier.last.lpm_touched is not None  # the edits went the incremental way
+
+
 def test_reject_makes_a_tcp_connect_fail_fast_with_rst(live):
     lab, ctl, c = live
     srv = TcpServer(lab.server_ns, lab.server_ip4, 2323)
