@@ -115,13 +115,9 @@ def _inline_sets(policy: Policy) -> dict[str, list[Prefix]]:
     return out
 
 
-def memberships(sets: dict[str, list[Prefix]]) -> dict[Prefix, frozenset[str]]:
-    """Prefix -> names of the sets holding it or a shorter prefix covering it."""
-    return _plan(sets).member
-
-
-def _plan(sets: dict[str, list[Prefix]]) -> AddrPlan:
-    """The AddrPlan of these sets, from scratch.
+def address_plan(sets: dict[str, list[Prefix]]) -> AddrPlan:
+    """The AddrPlan of these sets, from scratch: for each prefix, the names of the sets
+    holding it or a shorter prefix covering it.
 
     Written for a million prefixes: memberships are interned frozensets, and each
     address family is walked once in (network, length) order with a stack of the
@@ -204,7 +200,7 @@ def _updated(prev: AddrPlan, sets: dict[str, list[Prefix]],
              ) -> tuple[AddrPlan, dict[Prefix, frozenset[str] | None]]:
     """`prev` with these set changes, and the prefixes whose membership changed (None:
     no longer in any set). What changes is the changed prefixes and the ones they cover,
-    recomputed as _plan does, from the membership of the nearest prefix enclosing them."""
+    recomputed as address_plan does, from the membership of the nearest prefix enclosing them."""
     interned = {m: m for m in prev.count}
     own = prev.own.copy()
     touched: set[Prefix] = set()
@@ -408,7 +404,7 @@ def compile_policy(policy: Policy, sets: dict[str, list[Prefix]], sizes: Sizes |
         elif ch is not None:
             plan, changed = _updated(prev.plan, usets, ch)
     if plan is None:
-        plan = _plan(usets)
+        plan = address_plan(usets)
     classes: dict[frozenset[str], int] = {frozenset(): 0}
     prev = prev if changed is not None else None
     prev_c = prev_classes or {}

@@ -37,7 +37,7 @@ def check_step(prev: comp.Wanted, w: comp.Wanted, full: comp.Wanted) -> None:
     assert w.lpm == full.lpm
     assert w.classes == full.classes and w.addrclass == full.addrclass
     assert w.plan.member == full.plan.member and w.plan.count == full.plan.count
-    assert w.plan.sorted_keys() == comp._plan(w.plan.sets).sorted_keys()
+    assert w.plan.sorted_keys() == comp.address_plan(w.plan.sets).sorted_keys()
     if w.lpm_touched is not None:
         assert w.lpm_base is prev.lpm
         differ = {k for k in w.lpm.keys() | prev.lpm.keys() if w.lpm.get(k) != prev.lpm.get(k)}
