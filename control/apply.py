@@ -181,6 +181,9 @@ class Applier:
                                            wanted.tunid, wanted.lpm, bases4, hint,
                                            lpm_base=wanted.lpm_base,
                                            lpm_touched=wanted.lpm_touched)
+            other = self.banks[target ^ 1]
+            if other is not None:  # what it came from is needed no more: let it go
+                other.lpm_base = other.lpm_touched = None
             self.classes = dict(wanted.classes)
             self.last = wanted
             log.debug("policy generation %d in bank %d", gen + 1, target)

@@ -209,7 +209,8 @@ class Controller:
                 key: Any = ("file", str(path), st.st_mtime_ns, st.st_size)
                 if key not in self._resolved:
                     with open(path) as f:
-                        self._resolved[key] = parse_lines(f, f"sets.{name} ({path})")
+                        got = parse_lines(f, f"sets.{name} ({path})")
+                    self._cache_file(key, got)
             else:
                 key = ("inline", tuple(d))
                 if key not in self._resolved:
@@ -219,6 +220,13 @@ class Controller:
             keep = {("inline", tuple(d)) for d in policy.sets.values() if not isinstance(d, SetFile)}
             self._resolved = {k: v for k, v in self._resolved.items() if k in keep or k[0] == "file"}
         return out
+
+    def _cache_file(self, key: tuple, prefixes: list[Prefix]) -> None:
+        """Keep a set file's prefixes, forgetting earlier versions of the same file (a set
+        edited every minute would otherwise keep a list per edit)."""
+        self._resolved = {k: v for k, v in self._resolved.items()
+                          if k[0] != "file" or k[1] != key[1]}
+        self._resolved[key] = prefixes
 
     def _compile(self, policy: Policy, hints: dict | None = None) -> comp.Wanted:
         """Compile `policy`, starting from the policy applied last (a set edit or a rule
@@ -367,7 +375,7 @@ class Controller:
                 tmp = path.with_name(f".{name}.pending")
                 atomic_write(tmp, self._set_text(name, uniq, edit))
                 st = tmp.stat()  # what we wrote is already parsed: seed the cache with it
-                self._resolved[("file", str(tmp), st.st_mtime_ns, st.st_size)] = uniq
+                self._cache_file(("file", str(tmp), st.st_mtime_ns, st.st_size), uniq)
                 new.sets[name] = SetFile(file=str(tmp))
             try:
                 self._commit(new, actor=actor, what=what, if_match=if_match, persist=False,
@@ -379,8 +387,8 @@ class Controller:
             if path is not None:
                 tmp.replace(path)
                 self.policy.sets[name] = SetFile(file=str(path))
-                self._resolved = {(k if k[1] != str(tmp) else ("file", str(path), *k[2:])): v
-                                  for k, v in self._resolved.items()}
+                key = ("file", str(tmp), st.st_mtime_ns, st.st_size)
+                self._cache_file(("file", str(path), *key[2:]), self._resolved.pop(key, uniq))
             else:
                 self.state.set_file(name).unlink(missing_ok=True)
             self._persist()
@@ -389,25 +397,28 @@ class Controller:
     def _set_text(self, name: str, prefixes: list[Prefix],
                   edit: tuple[list[Prefix], list[Prefix], list[Prefix]] | None) -> str:
         """The set file's text: one prefix a line. After an edit of a set whose file is the
-        one written here for its current list, that file's lines are reused."""
+        one written here for its current list (a line per prefix, in order), that file's
+        text is reused: appended to, or its removed lines left out."""
         if edit is None:
             return "".join(prefix_str(p) + "\n" for p in prefixes)
         cur, added, removed = edit
         d = self.policy.sets.get(name)
         path = self.state.set_file(name)
-        lines = None
+        text = None
         if isinstance(d, SetFile) and Path(d.file) == path:
             try:
-                lines = path.read_text().splitlines(keepends=True)
+                text = path.read_text()
             except OSError:
                 pass
-        if (lines is None or len(lines) != len(cur)
-                or (cur and parse_prefix(lines[-1].strip()) != cur[-1])):
+        last = text.rstrip("\n").rpartition("\n")[2] if text else ""
+        if (text is None or text.count("\n") != len(cur) or not text.endswith("\n")
+                or (cur and parse_prefix(last) != cur[-1])):
             return "".join(prefix_str(p) + "\n" for p in prefixes)
         if removed:
             gone = set(removed)
-            lines = [ln for ln, p in zip(lines, cur) if p not in gone]
-        return "".join(lines) + "".join(prefix_str(p) + "\n" for p in added)
+            text = "".join(ln for ln, p in zip(text.splitlines(keepends=True), cur)
+                           if p not in gone)
+        return text + "".join(prefix_str(p) + "\n" for p in added)
 
     def put_set(self, name: str, entries: list[str] | str, *, actor: str,
                 if_match: str | None = None) -> int:

@@ -102,6 +102,8 @@ def test_entries_added_to_and_removed_from_a_big_blocklist_act_at_once_and_stay_
     assert c.get_set("blocked") == want
     assert ctl.state.set_file("blocked").read_text().split() == want
     assert ctl.applier.last.lpm_touched is not None  # the edits went the incremental way
+    # one parsed copy of the set file is kept, not one per edit
+    assert sum(k[0] == "file" for k in ctl._resolved) == 1
 
 
 def test_reject_makes_a_tcp_connect_fail_fast_with_rst(live):
