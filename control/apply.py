@@ -408,6 +408,8 @@ def _lpm_delta(cur: BankState, new: Wanted, active: BankState | None,
             keys = active.lpm_touched | new.lpm_touched
     want, have = new.lpm, cur.lpm
     if keys is None:
+        if not have:
+            return list(want.items()), []
         return list(want.items() - have.items()), list(have.keys() - want.keys())
     changed = [(k, want[k]) for k in keys if k in want and have.get(k) != want[k]]
     gone = [k for k in keys if k not in want and k in have]
