@@ -402,10 +402,9 @@ class Controller:
         if edit is None:
             return "".join(prefix_str(p) + "\n" for p in prefixes)
         cur, added, removed = edit
-        d = self.policy.sets.get(name)
         path = self.state.set_file(name)
         text = None
-        if isinstance(d, SetFile) and Path(d.file) == path:
+        if self._kept_here(name):
             try:
                 text = path.read_text()
             except OSError:
@@ -425,7 +424,12 @@ class Controller:
         return self._store_set(name, self._parse_entries(entries, name), actor=actor,
                                what=f"set.put {name}", if_match=if_match)
 
-    def _members(self, name: str, cur: list[Prefix]) -> set[Prefix] | dict[Prefix, Any]:
+    def _kept_here(self, name: str) -> bool:
+        """Is set `name` a file of the state dir (written by _store_set: no repeats)?"""
+        d = self.policy.sets.get(name)
+        return isinstance(d, SetFile) and Path(d.file) == self.state.set_file(name)
+
+    def _members(self, name: str, cur: list[Prefix]) -> set[Prefix] | _InSet:
         """Something that says whether a prefix is in set `name` (now `cur`): the last
         compile's table when it holds the set, else a set made here."""
         last = self.applier.last if self.applier else None
@@ -438,8 +442,10 @@ class Controller:
             cur = self._prefixes(name)
             have = self._members(name, cur)
             add = [p for p in dict.fromkeys(self._parse_entries(entries, name)) if p not in have]
+            # a set from elsewhere (inline, an operator's file) may repeat entries: let
+            # _store_set drop the repeats, over the whole list
             return self._store_set(name, cur + add, actor=actor, what=f"set.add {name}",
-                                   edit=(cur, add, []))
+                                   edit=(cur, add, []) if self._kept_here(name) else None)
 
     def remove_set_entries(self, name: str, entries: list[str] | str, *, actor: str) -> int:
         with self.lock:
@@ -448,7 +454,8 @@ class Controller:
             gone = [p for p in dict.fromkeys(self._parse_entries(entries, name)) if p in have]
             drop = set(gone)
             return self._store_set(name, [p for p in cur if p not in drop], actor=actor,
-                                   what=f"set.remove {name}", edit=(cur, [], gone))
+                                   what=f"set.remove {name}",
+                                   edit=(cur, [], gone) if self._kept_here(name) else None)
 
     def delete_set(self, name: str, *, actor: str) -> None:
         with self.lock:

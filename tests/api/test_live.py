@@ -104,6 +104,12 @@ def test_entries_added_to_and_removed_from_a_big_blocklist_act_at_once_and_stay_
     assert ctl.applier.last.lpm_touched is not None  # the edits went the incremental way
     # one parsed copy of the set file is kept, not one per edit
     assert sum(k[0] == "file" for k in ctl._resolved) == 1
+    # a set written in the policy may repeat an entry: an edit leaves it once
+    policy, etag = c.get_policy()
+    policy["sets"]["dup"] = ["192.0.2.1/32", "192.0.2.1/32"]
+    c.put_policy(policy, etag)
+    assert c.add_set_entries("dup", ["192.0.2.2/32"]) == 2
+    assert c.get_set("dup") == ["192.0.2.1/32", "192.0.2.2/32"]
 
 
 def test_reject_makes_a_tcp_connect_fail_fast_with_rst(live):
