@@ -37,8 +37,9 @@ from xdpgate.control.controller import Controller, RunConfig  # noqa: E402
 from xdpgate.control.lab import Lab  # noqa: E402
 
 
-def edits(ctl: Controller, i: int) -> dict[str, float]:
-    """The four edits, timed; leaves the policy as it found it."""
+def edits(ctl: Controller, i: int, scratch: bool) -> dict[str, float]:
+    """The four edits, timed; leaves the policy as it found it. `scratch`: each compiled
+    from scratch."""
     out = {}
     entry = f"198.51.{100 + i % 50}.{1 + i // 50 % 250}/32"
     rule = pol.Rule.model_validate({"name": "extra", "match": {"proto": "udp", "dst_port": 9},
@@ -58,15 +59,12 @@ def edits(ctl: Controller, i: int) -> dict[str, float]:
                      ("add_rule", lambda: ctl.edit_policy(add_rule, actor="bench", what="add")),
                      ("delete_rule",
                       lambda: ctl.edit_policy(del_rule, actor="bench", what="delete"))):
-        if ctl.applier is not None and MODE == "scratch":
+        if ctl.applier is not None and scratch:
             ctl.applier.last = None  # as before: the compile knows nothing of the last one
         t = time.perf_counter()
         fn()
         out[name] = time.perf_counter() - t
     return out
-
-
-MODE = "incremental"
 
 
 def rss_mb() -> int:
@@ -75,7 +73,6 @@ def rss_mb() -> int:
 
 
 def main() -> None:
-    global MODE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--prefixes", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=5)
@@ -100,14 +97,14 @@ def main() -> None:
         ctl.edit_policy(lambda p: (p.rules.append(big_rule), p)[1], actor="bench", what="rule")
         C.log(f"lab {lab.prefix}: {n4} IPv4 + {n6} IPv6 prefixes loaded and in use in "
               f"{time.perf_counter() - t:.1f} s; controller RSS {rss_mb()} MB")
-        for MODE in ("scratch", "incremental"):  # warm-up: both banks hold the set
-            edits(ctl, 0)
+        for scratch in (True, False):  # warm-up: both banks hold the set
+            edits(ctl, 0, scratch)
         times: dict[str, dict[str, list[float]]] = {"scratch": {}, "incremental": {}}
         for r in range(args.rounds):
-            for MODE in ("incremental", "scratch") if r % 2 else ("scratch", "incremental"):
-                edits(ctl, 100 + r)  # untimed: the banks' history is then this mode's
-                for k, v in edits(ctl, r + 1).items():
-                    times[MODE].setdefault(k, []).append(v)
+            for mode in ("incremental", "scratch") if r % 2 else ("scratch", "incremental"):
+                edits(ctl, 100 + r, mode == "scratch")  # untimed: the banks' history is this mode's
+                for k, v in edits(ctl, r + 1, mode == "scratch").items():
+                    times[mode].setdefault(k, []).append(v)
             C.log(f"round {r + 1}: " + "  ".join(
                 f"{m} " + " ".join(f"{k}={v[-1]:.3f}" for k, v in times[m].items())
                 for m in times))

@@ -61,12 +61,13 @@ def paint(table: np.ndarray, bases: dict[int, int], lo: int, hi: int, fill: int,
         table[slot:slot + (1 << (24 - plen))] = cid
     if s24:
         table[np.array(s24, dtype=np.int64)] = np.array(c24, dtype=np.uint16)
-    if hi - lo == SLOTS:
-        bases.clear()
+    # the range's old base classes go (walking whichever is shorter: bases or the range)
+    if len(bases) < hi - lo:
+        stale = [s for s in bases if lo <= s < hi]
     else:
-        for s in [s for s in bases if lo <= s < hi] if len(bases) < hi - lo else \
-                [s for s in range(lo, hi) if s in bases]:
-            del bases[s]
+        stale = [s for s in range(lo, hi) if s in bases]
+    for s in stale:
+        del bases[s]
     if long_slot:
         slots = np.array(long_slot, dtype=np.int64)
         spilled = np.unique(slots)

@@ -26,6 +26,7 @@ from . import addr4, addrhint, layout
 from .compile import ROLES, Wanted
 from .errors import XgError
 from .maps import MapSet
+from .sets import enclosing
 
 log = logging.getLogger("xdpgate.apply")
 GRACE_S = 0.005  # in-flight packets finish reading a bank well within this
@@ -301,8 +302,8 @@ class Applier:
                 if lo < end:
                     continue  # inside a range repainted already
                 end = lo + (1 << (24 - r))
-                fill = next((lpm[q] for q in ((4, top & (0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF, n)
-                                              for n in range(r - 1, -1, -1)) if q in lpm), 0)
+                outer = enclosing(lpm, (4, top, r))
+                fill = lpm[outer] if outer is not None else 0
                 addr4.paint(table, bases, lo, end, fill,
                             ((q, lpm[q]) for q in new.plan.within(4, top, r)))
         else:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from . import layout
 from .layout import W, Action, RatePer, RateUnit, Sizes, Tunnel
 from .policy import PROTOS, Policy, PolicyError, Rule
-from .sets import Prefix, parse_prefix
+from .sets import Prefix, enclosing, parse_prefix
 
 ROLES = ("src", "dst", "any", "osrc", "odst")
 ACTION_CODE = {"allow": Action.ALLOW, "drop": Action.DROP, "reject": Action.REJECT,
@@ -223,20 +223,17 @@ def _updated(prev: AddrPlan, sets: dict[str, list[Prefix]],
             m = cur | fs if cur is not None else fs
             own[p] = interned.setdefault(m, m)
             touched.add(p)
-    old_keys = prev.sorted_keys()
     new_in = [p for p in touched if p not in prev.own]
     gone = [p for p in touched if p not in own]
-    if len(new_in) + len(gone) > 2000:  # many: sort afresh rather than insert one by one
-        keys = None
-        plan = AddrPlan(dict(sets), own, prev.member.copy(), dict(prev.count))
-    else:
-        keys = {v: list(k) for v, k in old_keys.items()}
+    keys = None  # many: sorted afresh when first needed, rather than inserted one by one
+    if len(new_in) + len(gone) <= 2000:
+        keys = {v: list(k) for v, k in prev.sorted_keys().items()}
         for ver, net, plen in gone:
             ks = keys[ver]
             del ks[bisect.bisect_left(ks, (net << 8) | plen)]
         for ver, net, plen in new_in:
             bisect.insort(keys[ver], (net << 8) | plen)
-        plan = AddrPlan(dict(sets), own, prev.member.copy(), dict(prev.count), keys)
+    plan = AddrPlan(dict(sets), own, prev.member.copy(), dict(prev.count), keys)
     member, count = plan.member, plan.count
     changed: dict[Prefix, frozenset[str] | None] = {}
 
@@ -260,12 +257,8 @@ def _updated(prev: AddrPlan, sets: dict[str, list[Prefix]],
         bits = 32 if ver == 4 else 128
         if (ver, (net << 8) | plen) < last[:2]:
             continue  # inside a range already walked
-        seed: frozenset[str] | None = None
-        for ln in range(plen - 1, -1, -1):
-            q = (ver, net & ~((1 << (bits - ln)) - 1), ln)
-            if q in own:
-                seed = member[q]
-                break
+        outer = enclosing(own, p)
+        seed = member[outer] if outer is not None else None
         stack: list[tuple[int, frozenset[str]]] = []
         for q in plan.within(ver, net, plen):
             end = q[1] + (1 << (bits - q[2]))
@@ -406,7 +399,6 @@ def compile_policy(policy: Policy, sets: dict[str, list[Prefix]], sizes: Sizes |
     if plan is None:
         plan = address_plan(usets)
     classes: dict[frozenset[str], int] = {frozenset(): 0}
-    prev = prev if changed is not None else None
     prev_c = prev_classes or {}
     taken = {0}
     for ms in plan.count:
@@ -433,14 +425,16 @@ def compile_policy(policy: Policy, sets: dict[str, list[Prefix]], sizes: Sizes |
         addrclass[cid] = tuple(masks)
     lpm_base: dict[Prefix, int] | None = None
     touched: set[Prefix] | None = None
-    if prev is None or changed is None:
+    if changed is None:  # from scratch (changed is only set when starting from prev)
         if len(plan.count) == 1:  # one membership (one set): one class for all
             lpm = dict.fromkeys(plan.member, classes[next(iter(plan.count))])
         else:
             lpm = {p: classes[ms] for p, ms in plan.member.items()}
     elif not changed:
+        assert prev is not None
         lpm, lpm_base, touched = prev.lpm, prev.lpm, set()
     else:
+        assert prev is not None
         lpm = prev.lpm.copy()
         for p, ms in changed.items():
             if ms is None:

@@ -375,7 +375,8 @@ class Controller:
                 tmp = path.with_name(f".{name}.pending")
                 atomic_write(tmp, self._set_text(name, uniq, edit))
                 st = tmp.stat()  # what we wrote is already parsed: seed the cache with it
-                self._cache_file(("file", str(tmp), st.st_mtime_ns, st.st_size), uniq)
+                tmp_key = ("file", str(tmp), st.st_mtime_ns, st.st_size)
+                self._cache_file(tmp_key, uniq)
                 new.sets[name] = SetFile(file=str(tmp))
             try:
                 self._commit(new, actor=actor, what=what, if_match=if_match, persist=False,
@@ -387,8 +388,8 @@ class Controller:
             if path is not None:
                 tmp.replace(path)
                 self.policy.sets[name] = SetFile(file=str(path))
-                key = ("file", str(tmp), st.st_mtime_ns, st.st_size)
-                self._cache_file(("file", str(path), *key[2:]), self._resolved.pop(key, uniq))
+                self._cache_file(("file", str(path), *tmp_key[2:]),
+                                 self._resolved.pop(tmp_key, uniq))
             else:
                 self.state.set_file(name).unlink(missing_ok=True)
             self._persist()

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from pathlib import Path
 
 from .policy import Policy, PolicyError, SetFile
@@ -44,6 +44,18 @@ def parse_lines(lines: Iterable[str], source: str) -> list[Prefix]:
         except ValueError as e:
             raise PolicyError([{"loc": [source], "msg": str(e), "line": i}]) from None
     return out
+
+
+def enclosing(present: Container[Prefix], p: Prefix, below: int | None = None) -> Prefix | None:
+    """The longest prefix in `present` strictly shorter than `p` (or than length `below`)
+    that covers it; None if there is none."""
+    ver, net, plen = p
+    bits = 32 if ver == 4 else 128
+    for ln in range((plen if below is None else below) - 1, -1, -1):
+        q = (ver, net & ~((1 << (bits - ln)) - 1), ln)
+        if q in present:
+            return q
+    return None
 
 
 def prefix_str(p: Prefix) -> str:
