@@ -5,7 +5,11 @@ compile, apply with the bank flip, set file, persisted policy), next to the same
 from scratch in the same run, as every edit was before the incremental compile (the
 controller forgets the policy it applied last, so the compile starts afresh and the applier
 compares whole tables), and next to `ipset add` of one entry into a hash:net holding the
-same prefixes.
+same prefixes. Also the first edit after a load: a load compiled afresh lands in one bank
+of the data path, and the controller then brings the other up to it in the background
+(Applier.catch_up); the first edit after a load made with the catch-up turned off (as
+before it) is timed, then the first edit after a second load (other prefixes, replacing
+the first) once the standby bank has caught up.
 
 Setup: control/lab.Lab (client ns -> gateway ns with xdpgate on both veths -> server ns,
 unique prefix `xe<hex>`, destroyed in finally), an in-process Controller on the gateway
@@ -67,6 +71,37 @@ def edits(ctl: Controller, i: int, scratch: bool) -> dict[str, float]:
     return out
 
 
+def caught_up_after(ctl: Controller) -> float:
+    """Seconds until the standby bank holds the running policy (Applier.catch_up)."""
+    ctl._standby_due.set()
+    t = time.perf_counter()
+    while ctl.applier.needs_catch_up():
+        time.sleep(0.01)
+    return time.perf_counter() - t
+
+
+def first_edits(ctl: Controller, n: int) -> dict[str, float]:
+    """The first add of one entry after the load (made with the catch-up turned off, as
+    before it), then after a second load (other prefixes) with the standby bank caught up."""
+    ap = ctl.applier
+    t = time.perf_counter()
+    ctl.add_set_entries("big", ["198.51.99.1/32"], actor="bench")
+    first_off = time.perf_counter() - t
+    del ap.catch_up
+    caught_up_after(ctl)
+    lines, _, _ = C.random_prefixes(n, 0.1, seed=4)
+    ctl.put_set("big", "\n".join(lines), actor="bench")
+    wait = caught_up_after(ctl)
+    t = time.perf_counter()
+    ctl.add_set_entries("big", ["198.51.99.2/32"], actor="bench")
+    first = time.perf_counter() - t
+    C.log(f"first edit after a load: {first_off:.3f} s without the catch-up, {first:.3f} s "
+          f"with the standby bank caught up ({wait:.2f} s after the load returned)")
+    caught_up_after(ctl)
+    return {"first_add_entry_s": round(first, 4), "first_add_entry_nocatchup_s": round(first_off, 4),
+            "first_over_nocatchup": round(first / first_off, 4), "catch_up_wait_s": round(wait, 3)}
+
+
 def rss_mb() -> int:
     with open("/proc/self/status") as f:
         return next(int(ln.split()[1]) // 1024 for ln in f if ln.startswith("VmRSS:"))
@@ -90,6 +125,7 @@ def main() -> None:
                                    instance=lab.prefix, classify=False))
         ctl.start()
         lines, n4, n6 = C.random_prefixes(args.prefixes, 0.1, seed=3)
+        ctl.applier.catch_up = lambda: False  # as before it, for first_edits' reference
         t = time.perf_counter()
         ctl.put_set("big", "\n".join(lines), actor="bench")
         big_rule = pol.Rule.model_validate({"name": "big", "match": {"src_set": "big"},
@@ -97,6 +133,8 @@ def main() -> None:
         ctl.edit_policy(lambda p: (p.rules.append(big_rule), p)[1], actor="bench", what="rule")
         C.log(f"lab {lab.prefix}: {n4} IPv4 + {n6} IPv6 prefixes loaded and in use in "
               f"{time.perf_counter() - t:.1f} s; controller RSS {rss_mb()} MB")
+        first = first_edits(ctl, args.prefixes)
+        kv.update(first)
         for scratch in (True, False):  # warm-up: both banks hold the set
             edits(ctl, 0, scratch)
         times: dict[str, dict[str, list[float]]] = {"scratch": {}, "incremental": {}}

@@ -5,7 +5,10 @@ apply diffs the wanted entries against what the inactive bank holds, writes
 only the differences, and then flips the bank with one write of `config.gen`:
 packets see the old policy or the new one, never a mix. If any write fails the
 flip does not happen, the old policy stays in force, and the bank is re-read
-before its next use.
+before its next use. After a policy that the inactive bank cannot be brought up to by
+the prefixes both touched (a fresh compile, e.g. a big set loaded), `catch_up` copies it
+into the inactive bank in the background, so the next edit writes what it changed
+instead of every prefix.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from .sets import enclosing
 
 log = logging.getLogger("xdpgate.apply")
 GRACE_S = 0.005  # in-flight packets finish reading a bank well within this
+# catch_up leaves alone a standby bank whose whole-table compare and write would cover
+# fewer prefixes than this: a few milliseconds, not worth writing a bank for
+CATCH_UP_MIN = 10_000
 _PFX4 = struct.Struct("<BBBx4s")  # struct xg_pfx4_key
 _LPM6 = struct.Struct("<IB16s3x")  # struct xg_lpm6_key
 
@@ -190,6 +196,50 @@ class Applier:
             log.debug("policy generation %d in bank %d", gen + 1, target)
             return gen + 1
 
+    def needs_catch_up(self) -> bool:
+        """Whether the next apply would look at many prefixes to bring the inactive bank up
+        to the running policy before its own change: every prefix of both when the bank
+        holds neither the running policy's prefixes nor those it was compiled from (a
+        fresh compile), else the prefixes the running policy touched."""
+        w = self.last
+        if w is None:
+            return False
+        active = self.banks[self.active_bank()]
+        standby = self.banks[self.active_bank() ^ 1]
+        if active is None or active.lpm is not w.lpm or standby is None:
+            return False  # a bank read back: the next apply reads it anyway
+        if standby.lpm is w.lpm:
+            return False
+        if w.lpm_touched is not None and w.lpm_base is standby.lpm:
+            return len(w.lpm_touched) >= CATCH_UP_MIN
+        return len(w.lpm) + len(standby.lpm) >= CATCH_UP_MIN
+
+    def catch_up(self) -> bool:
+        """Write the running policy into the inactive bank too, when the next apply would
+        otherwise rewrite it whole; nothing flips, and packets never read that bank. Returns
+        whether it wrote. A failed write leaves the bank to be re-read, as after a failed
+        apply."""
+        with self.lock:
+            if not self.needs_catch_up():
+                return False
+            w = self.last
+            bank = self.active_bank() ^ 1
+            wait = self.last_flip + GRACE_S - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            cur = self.banks[bank]
+            try:
+                self._retire_hits(bank)
+                bases4, hint = self._write_bank(bank, cur, w)
+            except OSError as e:
+                self.banks[bank] = None
+                log.warning("couldn't bring the standby bank up to date: %s", _map_error(e))
+                return False
+            self.banks[bank] = BankState(w.header, w.rules, w.rule_names, w.fieldbits,
+                                         w.portbits, w.addrclass, w.tunid, w.lpm, bases4, hint)
+            log.debug("standby bank %d holds generation %d's policy", bank, self.gen)
+            return True
+
     def _retire_hits(self, bank: int) -> None:
         """Fold the per-rule hits of a bank about to be rewritten into the totals, zero them."""
         m = self.maps["rule_hits"]
@@ -271,7 +321,10 @@ class Applier:
         changed, gone = _lpm_delta(cur, new, active)
         self._write_prefixes(bank, changed, gone)
         bases4 = self._write_addr4(bank, cur, new, changed, gone, active)
-        hint = self._write_hint(bank, cur, new.lpm, changed, gone)
+        if active is not None and active.lpm is new.lpm:  # catch_up: the active one's
+            hint = self._write_hint(bank, cur, new.lpm, [], [], active.hint)
+        else:
+            hint = self._write_hint(bank, cur, new.lpm, changed, gone)
 
         # header last: it also carries the rule count
         h = layout.Policy(**new.header)
@@ -290,7 +343,10 @@ class Applier:
             return cur.bases4
         m = self.maps["addr4"]
         lpm = new.lpm
-        if (active is not None and new.plan is not None and new.lpm_touched is not None
+        if active is not None and active.lpm is new.lpm:  # catch_up: copy the active table
+            table = m.words((bank ^ 1) * layout.A4_WORDS, layout.A4_WORDS)
+            bases = dict(active.bases4)
+        elif (active is not None and new.plan is not None and new.lpm_touched is not None
                 and active.lpm is new.lpm_base):
             table = m.words((bank ^ 1) * layout.A4_WORDS, layout.A4_WORDS).copy().view(np.uint16)
             bases = dict(active.bases4)
@@ -328,13 +384,17 @@ class Applier:
             pk.delete_many_raw(b"".join(base_key(s) for s in drop), len(drop))
         return bases
 
-    def _write_hint(self, bank: int, cur: BankState, lpm: dict, changed: Any, gone: Any) -> bytes:
-        """The bank's address hint for `lpm`: added to when IPv6 prefixes were only added,
-        rebuilt when some went; only the words that differ are written."""
+    def _write_hint(self, bank: int, cur: BankState, lpm: dict, changed: Any, gone: Any,
+                    same: bytes | None = None) -> bytes:
+        """The bank's address hint for `lpm`: `same` when given (the hint of a bank holding
+        `lpm` already), else added to when IPv6 prefixes were only added, rebuilt when some
+        went; only the words that differ are written."""
         gone = [k for k in gone if k[0] == 6]
-        if not cur.read_back and not gone and not any(k[0] == 6 for k, _ in changed):
+        if same is not None:
+            hint = bytearray(same)
+        elif not cur.read_back and not gone and not any(k[0] == 6 for k, _ in changed):
             return cur.hint
-        if not cur.read_back and not gone:
+        elif not cur.read_back and not gone:
             hint = bytearray(cur.hint)
             addrhint.add(hint, (k for k, _ in changed))
         else:

@@ -101,6 +101,10 @@ class Controller:
         self._resolved: dict[Any, list[Prefix]] = {}
         self._hb_stop = threading.Event()
         self._hb: threading.Thread | None = None
+        # set after each apply: the standby thread then brings the inactive bank up to it
+        # where the next apply would otherwise rewrite it whole (Applier.catch_up)
+        self._standby_due = threading.Event()
+        self._standby: threading.Thread | None = None
         try:
             from .metrics import Metrics
 
@@ -139,6 +143,9 @@ class Controller:
             self._hb = threading.Thread(target=self._heartbeat, name="xdpgate-heartbeat",
                                         daemon=True)
             self._hb.start()
+            self._standby = threading.Thread(target=self._standby_loop, name="xdpgate-standby",
+                                             daemon=True)
+            self._standby.start()
         except BaseException:
             self.stop(keep=False)
             raise
@@ -165,6 +172,10 @@ class Controller:
         """Stop; without keep, detach from every interface and remove the pins."""
         keep = self.cfg.keep if keep is None else keep
         self._hb_stop.set()
+        self._standby_due.set()
+        if self._standby is not None:  # not while it writes a bank: the maps close below
+            self._standby.join()
+            self._standby = None
         if self.sampler is not None:
             self.sampler.stop()
         if not keep:
@@ -192,6 +203,18 @@ class Controller:
                             heartbeat_ns=time.clock_gettime_ns(time.CLOCK_MONOTONIC))
             except Exception:
                 log.exception("heartbeat failed")
+
+    def _standby_loop(self) -> None:
+        while True:
+            self._standby_due.wait()
+            if self._hb_stop.is_set():
+                return
+            self._standby_due.clear()
+            try:
+                if self.applier is not None:
+                    self.applier.catch_up()
+            except Exception:
+                log.exception("bringing the standby bank up to date failed")
 
     # ---- the one way to change the policy --------------------------------------
     def _resolve(self, policy: Policy) -> dict[str, list[Prefix]]:
@@ -245,6 +268,7 @@ class Controller:
                 wanted = self._compile(policy, hints)
                 if self.applier is not None:
                     self.applier.apply(wanted)
+                    self._standby_due.set()
             except (PolicyError, XgError):
                 self.policy_load_errors += 1
                 raise

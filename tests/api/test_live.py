@@ -148,3 +148,33 @@ def test_flows_and_metrics_report_the_real_data_path(live):
     assert "xdpgate_datapath_up 1.0" in text
     st = c.status()
     assert {i["name"] for i in st["interfaces"]} == set(lab.gw_ifaces)
+
+
+def test_after_a_big_set_is_loaded_the_standby_bank_catches_up_by_itself(live):
+    """A 12,000-entry blocklist put to use lands in one bank. Without any further call the
+    controller brings the other bank up to it, so the next edit writes only itself (a
+    handful of prefixes, not 12,000 again) and is enforced when the call returns."""
+    lab, ctl, c = live
+    big = [f"198.18.{i // 250}.{i % 250 + 1}/32" for i in range(12000)]
+    assert c.put_set("blocked", "\n".join(big) + "\n") == 12000
+    c.add_rule({"name": "bl", "match": {"src_set": "blocked"}, "action": "drop"})
+    ap = ctl.applier
+    deadline = time.monotonic() + 60
+    while ap.needs_catch_up() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not ap.needs_catch_up(), "the standby bank was not brought up to date"
+    with ap.lock:
+        assert ap.banks[ap.active_bank() ^ 1].lpm is ap.last.lpm
+    written = []
+    m = ctl.filter.maps["pfx4"]
+    orig = m.set_many_raw
+
+    def counted(keys, vals, n):
+        written.append(n)
+        return orig(keys, vals, n)
+
+    m.set_many_raw = counted
+    assert send_udp(lab, 4000) == 20
+    assert c.add_set_entries("blocked", [f"{lab.client_ip4}/32"]) == 12001
+    assert send_udp(lab, 4000) == 0
+    assert 0 < sum(written) <= 4, written

@@ -337,3 +337,63 @@ def test_an_edit_of_a_big_blocklist_takes_effect_from_the_next_packet_and_leaves
     assert outcome(dp, fr.udp(src=hosts[7].split("/")[0], sport=40001)) == allow
     assert outcome(dp, fr.udp(src="10.90.200.2")) == allow  # the /16 went
     assert outcome(dp, fr.udp(src="10.90.3.9")) == drop  # its /24 stays
+
+
+def test_after_a_big_blocklist_is_loaded_the_standby_bank_catches_up_and_the_first_edit_writes_only_itself(dp):
+    """A 12,000-entry blocklist loaded from scratch lands in one bank; the other still holds
+    the policy before it, so the first edit would write every prefix again. Brought up to
+    the running policy in the background (nothing flips, the running policy is untouched),
+    the standby bank then takes the first edit as a write of the edit alone, and that edit
+    is enforced: IPv4 table, IPv6 hint and prefixes as the catch-up left them."""
+    import random
+
+    from xdpgate.control import apply as ap_mod, compile as comp, layout, policy as pol, sets
+
+    rnd = random.Random(9)
+    hosts = sorted({f"10.{rnd.randrange(100, 120)}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}/32"
+                    for _ in range(12000)})
+    lines = hosts + ["2001:db8:99::/48", "10.250.0.0/16"]
+    p = pol.from_dict({"default": "allow", "sets": {"bl": lines},
+                       "rules": [{"name": "bl", "match": {"src_set": "bl"}, "action": "drop"}]})
+    old = sets.parse_lines(lines, "bl")
+    assert len(old) >= ap_mod.CATCH_UP_MIN
+    dp.ap.apply(comp.compile_policy(p, {"bl": old}, dp.f.sizes, dp.ap.classes))
+    drop = (XDP_DROP, Reason.RULE, Verdict.DROP)
+    gen, active = dp.ap.gen, dp.ap.active_bank()
+    assert dp.ap.needs_catch_up()
+
+    assert dp.ap.catch_up()
+    assert (dp.ap.gen, dp.ap.active_bank()) == (gen, active)
+    assert outcome(dp, fr.udp(src=hosts[3].split("/")[0])) == drop
+    standby = active ^ 1
+    back, run = dp.ap.read_bank(standby), dp.ap.read_bank(active)
+    for f in ("header", "rules", "fieldbits", "portbits", "addrclass", "lpm", "bases4"):
+        assert getattr(back, f) == getattr(run, f), f
+    words = dp.maps["addr4"].words
+    assert (words(standby * layout.A4_WORDS, layout.A4_WORDS)
+            == words(active * layout.A4_WORDS, layout.A4_WORDS)).all()
+    assert not dp.ap.needs_catch_up() and not dp.ap.catch_up()  # once is enough
+
+    written = []
+    for name in ("pfx4", "lpm6"):
+        m = dp.maps[name]
+        orig = m.set_many_raw
+
+        def counted(keys, vals, n, orig=orig):
+            written.append(n)
+            return orig(keys, vals, n)
+
+        m.set_many_raw = counted
+    add = sets.parse_lines(["10.77.1.5/32"], "bl")
+    w = comp.compile_policy(p, {"bl": old + add}, dp.f.sizes, dp.ap.classes, prev=dp.ap.last,
+                            hints={"bl": (old, add, [])})
+    dp.ap.apply(w)
+    assert dp.ap.active_bank() == standby
+    assert sum(written) <= 4, written  # the new prefix (and a base or two), not 12,000
+    assert outcome(dp, fr.udp(src="10.77.1.5")) == drop
+    assert outcome(dp, fr.udp(src=hosts[-1].split("/")[0], sport=40002)) == drop
+    assert outcome(dp, fr.udp(src="10.250.7.7")) == drop
+    assert outcome(dp, fr.udp(src="2001:db8:99::7", dst=fr.S6)) == drop
+    assert outcome(dp, fr.udp(src="10.251.0.1", sport=40003))[2] == Verdict.PASS
+    full = comp.compile_policy(p, {"bl": old + add}, dp.f.sizes)
+    assert dp.ap.read_bank(standby).lpm == full.lpm

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -163,3 +165,49 @@ def test_applies_of_set_edits_leave_each_bank_as_a_fresh_apply_would(seed):
         assert ap.banks[ap.active_bank()].bases4 == fresh.banks[1].bases4
         assert ap.banks[ap.active_bank()].hint == fresh.banks[1].hint
     assert fast
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(0, 2**32))
+def test_a_standby_bank_caught_up_between_applies_holds_the_running_policy_and_later_ones(seed):
+    """Fresh compiles and set edits, with the standby bank brought up to the running policy
+    now and then (Applier.catch_up): it then holds what the active bank holds, and every
+    later apply still leaves its bank as a fresh apply would."""
+    from tests.unit.fakemaps import fake_mapset
+    from xdpgate.control import apply as ap_mod
+    from xdpgate.control.apply import Applier
+
+    rnd = random.Random(seed)
+    maps = fake_mapset()
+    ap = Applier(maps)
+    ap.assume_empty()
+    sets = {n: list(dict.fromkeys(prefix(rnd) for _ in range(30))) for n in NAMES}
+    used = ["a", "b", "c"]
+    wrote = 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ap_mod, "CATCH_UP_MIN", 1)
+        for step in range(10):
+            n = rnd.choice(NAMES)
+            old = sets[n]
+            add = list(dict.fromkeys(p for p in (prefix(rnd) for _ in range(rnd.randrange(4)))
+                                     if p not in old))
+            drop = rnd.sample(old, min(len(old), rnd.randrange(3)))
+            sets[n] = [p for p in old if p not in drop] + add
+            fresh_compile = rnd.random() < 0.3
+            w = comp.compile_policy(policy_using(used), dict(sets), maps.sizes,
+                                    prev=None if fresh_compile else ap.last,
+                                    hints=None if fresh_compile else {n: (old, add, drop)})
+            ap.apply(w)
+            fresh_maps = fake_mapset()
+            fresh = Applier(fresh_maps)
+            fresh.assume_empty()
+            fresh.apply(w)
+            assert bank_contents(maps, ap.active_bank()) == bank_contents(fresh_maps, 1)
+            if rnd.random() < 0.6 and ap.catch_up():
+                wrote += 1
+                act = ap.active_bank()
+                assert ap.active_bank() == act and not ap.needs_catch_up()
+                assert bank_contents(maps, act ^ 1) == bank_contents(maps, act)
+                assert ap.banks[act ^ 1].bases4 == ap.banks[act].bases4
+                assert ap.banks[act ^ 1].hint == ap.banks[act].hint
+    assert wrote
