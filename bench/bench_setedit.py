@@ -1,6 +1,7 @@
 """What an operator waits for when editing a policy that holds a big set: adding one entry
-to a 1,000,000-entry blocklist, removing one, and adding/deleting an unrelated rule, each
-through the controller (Controller.add_set_entries / remove_set_entries / edit_policy:
+to a 1,000,000-entry blocklist, removing one (an IPv4 /32, then an IPv6 /128), and
+adding/deleting an unrelated rule, each through the controller
+(Controller.add_set_entries / remove_set_entries / edit_policy:
 compile, apply with the bank flip, set file, persisted policy), next to the same edits made
 from scratch in the same run, as every edit was before the incremental compile (the
 controller forgets the policy it applied last, so the compile starts afresh and the applier
@@ -46,6 +47,7 @@ def edits(ctl: Controller, i: int, scratch: bool) -> dict[str, float]:
     from scratch."""
     out = {}
     entry = f"198.51.{100 + i % 50}.{1 + i // 50 % 250}/32"
+    entry6 = f"2001:db8:ffff::{i + 1:x}/128"
     rule = pol.Rule.model_validate({"name": "extra", "match": {"proto": "udp", "dst_port": 9},
                                     "action": "drop"})
 
@@ -60,6 +62,9 @@ def edits(ctl: Controller, i: int, scratch: bool) -> dict[str, float]:
     for name, fn in (("add_entry", lambda: ctl.add_set_entries("big", [entry], actor="bench")),
                      ("remove_entry",
                       lambda: ctl.remove_set_entries("big", [entry], actor="bench")),
+                     ("add_entry6", lambda: ctl.add_set_entries("big", [entry6], actor="bench")),
+                     ("remove_entry6",
+                      lambda: ctl.remove_set_entries("big", [entry6], actor="bench")),
                      ("add_rule", lambda: ctl.edit_policy(add_rule, actor="bench", what="add")),
                      ("delete_rule",
                       lambda: ctl.edit_policy(del_rule, actor="bench", what="delete"))):

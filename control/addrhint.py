@@ -6,7 +6,11 @@ tests one bit, at a slot given by a hash of the address's first 32 bits. A clear
 means "in no set" without touching the trie; a set bit sends the address on to the
 trie, which gives the answer. A bit is set for every slot a prefix overlaps (a prefix
 shorter than /16 sets them all), so the hint can only let through too much, never hide
-a member. (IPv4 addresses have a table of their own: control/addr4.py.)
+a member. That is also why a prefix taken out of the sets may leave its bits set: the
+applier clears them by rebuilding the hint only once such stale bits add up to STALE_MAX
+(1/64 of the slots, so at most 1.6 % of addresses go to the trie for nothing), instead of
+going over every IPv6 prefix at each removal. (IPv4 addresses have a table of their own:
+control/addr4.py.)
 
 Layout (bpf/maps.h `addrhint`, constants in bpf/xdpgate_consts.h / layout.py): per bank,
 HINT_WORDS u64 words; bit i is bit i % 64 of word i // 64, i.e. byte i // 8, bit i % 8 of
@@ -28,6 +32,19 @@ _CHUNK = 4096
 def slot6(addr: int) -> int:
     """The slot of an IPv6 address (an int): a multiplicative hash of its first 32 bits."""
     return ((addr >> 96) * HINT_MUL & 0xFFFFFFFF) >> (32 - HINT_BITS)
+
+
+STALE_MAX = SIZE * 8 // 64
+
+
+def weight(prefixes: Iterable[tuple[int, int, int]]) -> int:
+    """How many bits these prefixes set at most (IPv4 ones none; one too wide to expand
+    counts as the whole hint)."""
+    n = 0
+    for ver, _, plen in prefixes:
+        if ver == 6:
+            n += 1 if plen >= 32 else 1 << (32 - plen) if 32 - plen <= _V6_EXPAND_MAX else SIZE * 8
+    return n
 
 
 def _set(b: bytearray, i: int) -> None:

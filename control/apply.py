@@ -62,6 +62,7 @@ class BankState:
     lpm: dict[tuple[int, int, int], int]
     bases4: dict[int, int] = field(default_factory=dict)  # /24 -> base class (control/addr4.py)
     hint: bytes = bytes(addrhint.SIZE)  # the bank's IPv6 address hint
+    hint_stale: int = 0  # bits of prefixes gone since the hint was built (addrhint.STALE_MAX)
     # read back from the maps: its IPv4 table and IPv6 hint are not known (after a failed
     # apply they may be out of step with its prefixes), so the next apply rewrites them
     read_back: bool = False
@@ -177,7 +178,7 @@ class Applier:
                 cur = self.read_bank(target)
             try:
                 self._retire_hits(target)
-                bases4, hint = self._write_bank(target, cur, wanted)
+                bases4, hint, stale = self._write_bank(target, cur, wanted)
             except OSError as e:
                 self.banks[target] = None
                 raise _map_error(e) from None
@@ -185,7 +186,7 @@ class Applier:
             self.last_flip = time.monotonic()
             self.banks[target] = BankState(wanted.header, wanted.rules, wanted.rule_names,
                                            wanted.fieldbits, wanted.portbits, wanted.addrclass,
-                                           wanted.tunid, wanted.lpm, bases4, hint,
+                                           wanted.tunid, wanted.lpm, bases4, hint, stale,
                                            lpm_base=wanted.lpm_base,
                                            lpm_touched=wanted.lpm_touched)
             other = self.banks[target ^ 1]
@@ -230,13 +231,14 @@ class Applier:
             cur = self.banks[bank]
             try:
                 self._retire_hits(bank)
-                bases4, hint = self._write_bank(bank, cur, w)
+                bases4, hint, stale = self._write_bank(bank, cur, w)
             except OSError as e:
                 self.banks[bank] = None
                 log.warning("couldn't bring the standby bank up to date: %s", _map_error(e))
                 return False
             self.banks[bank] = BankState(w.header, w.rules, w.rule_names, w.fieldbits,
-                                         w.portbits, w.addrclass, w.tunid, w.lpm, bases4, hint)
+                                         w.portbits, w.addrclass, w.tunid, w.lpm, bases4, hint,
+                                         stale)
             log.debug("standby bank %d holds generation %d's policy", bank, self.gen)
             return True
 
@@ -262,9 +264,10 @@ class Applier:
         for slot in range(self.sizes.rule_max):
             bk.set(ct.c_uint32(bank * self.sizes.rule_max + slot), layout.Bucket())
 
-    def _write_bank(self, bank: int, cur: BankState, new: Wanted) -> tuple[dict[int, int], bytes]:
+    def _write_bank(self, bank: int, cur: BankState, new: Wanted,
+                    ) -> tuple[dict[int, int], bytes, int]:
         """Write `new` into `bank` (which holds `cur`); returns the bank's IPv4 base
-        classes and IPv6 address hint."""
+        classes, IPv6 address hint and its stale bits."""
         s = self.sizes
         w = s.rule_words
         Bits = layout.bits_type(w)
@@ -322,14 +325,14 @@ class Applier:
         self._write_prefixes(bank, changed, gone)
         bases4 = self._write_addr4(bank, cur, new, changed, gone, active)
         if active is not None and active.lpm is new.lpm:  # catch_up: the active one's
-            hint = self._write_hint(bank, cur, new.lpm, [], [], active.hint)
+            hint = self._write_hint(bank, cur, new.lpm, [], [], active)
         else:
             hint = self._write_hint(bank, cur, new.lpm, changed, gone)
 
         # header last: it also carries the rule count
         h = layout.Policy(**new.header)
         self.maps["policy"].set(ct.c_uint32(bank), h)
-        return bases4, hint
+        return (bases4, *hint)
 
     def _write_addr4(self, bank: int, cur: BankState, new: Wanted, changed: Any, gone: Any,
                      active: BankState | None) -> dict[int, int]:
@@ -385,26 +388,30 @@ class Applier:
         return bases
 
     def _write_hint(self, bank: int, cur: BankState, lpm: dict, changed: Any, gone: Any,
-                    same: bytes | None = None) -> bytes:
-        """The bank's address hint for `lpm`: `same` when given (the hint of a bank holding
-        `lpm` already), else added to when IPv6 prefixes were only added, rebuilt when some
-        went; only the words that differ are written."""
+                    same: BankState | None = None) -> tuple[bytes, int]:
+        """The bank's address hint for `lpm` and its stale bits: those of `same` when
+        given (a bank holding `lpm` already), else `cur`'s with the bits of added IPv6
+        prefixes set and those of gone ones left (a hint may let through too much), rebuilt
+        once the stale bits would pass addrhint.STALE_MAX; only the words that differ are
+        written."""
         gone = [k for k in gone if k[0] == 6]
+        added = [k for k, _ in changed if k[0] == 6]
+        stale = cur.hint_stale + addrhint.weight(gone)
         if same is not None:
-            hint = bytearray(same)
-        elif not cur.read_back and not gone and not any(k[0] == 6 for k, _ in changed):
-            return cur.hint
-        elif not cur.read_back and not gone:
+            hint, stale = bytearray(same.hint), same.hint_stale
+        elif not cur.read_back and not gone and not added:
+            return cur.hint, cur.hint_stale
+        elif not cur.read_back and stale <= addrhint.STALE_MAX:
             hint = bytearray(cur.hint)
-            addrhint.add(hint, (k for k, _ in changed))
+            addrhint.add(hint, added)
         else:
-            hint = addrhint.build(lpm)
+            hint, stale = addrhint.build(lpm), 0
         idx, val = addrhint.changed_words(None if cur.read_back else cur.hint, hint)
         if idx:
             base = bank * layout.HINT_WORDS
             keys = array.array("I", (base + i for i in idx))
             self.maps["addrhint"].set_many_raw(keys.tobytes(), val.tobytes(), len(keys))
-        return bytes(hint)
+        return bytes(hint), stale
 
     def _write_prefixes(self, bank: int, changed: Any, gone: Any) -> None:
         """Write changed prefixes and delete gone ones, as packed bytes: a million entries in

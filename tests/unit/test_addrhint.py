@@ -81,5 +81,28 @@ def test_apply_writes_only_the_words_that_change_and_rebuilds_when_prefixes_go()
     assert hint_of_bank(maps, bank) == want
     assert applied(ap, maps, two) == n  # the other bank, empty
     assert applied(ap, maps, two) == 0  # same prefixes again
-    assert applied(ap, maps, two[:1]) == 1  # a prefix gone: its word cleared
-    assert hint_of_bank(maps, ap.active_bank()) == addrhint.build([pfx(two[0])])
+    # a prefix gone leaves its bit (the trie answers for it): nothing written, one stale bit
+    assert applied(ap, maps, two[:1]) == 0
+    assert hint_of_bank(maps, ap.active_bank()) == want
+    assert ap.banks[ap.active_bank()].hint_stale == 1
+
+
+def test_stale_bits_past_the_limit_make_the_hint_rebuilt_exact(monkeypatch):
+    """Removals leave bits set until their count passes addrhint.STALE_MAX; the apply that
+    passes it rebuilds the bank's hint from the prefixes left."""
+    monkeypatch.setattr(addrhint, "STALE_MAX", 2)
+    maps = fake_mapset()
+    ap = Applier(maps)
+    ap.assume_empty()
+    three = ["2001:db8::/32", "2a00:1::/32", "2c0f:f00::/32"]
+    for _ in range(2):  # both banks
+        applied(ap, maps, three)
+    for _ in range(2):
+        applied(ap, maps, three[:1])
+        assert hint_of_bank(maps, ap.active_bank()) == addrhint.build([pfx(t) for t in three])
+        assert ap.banks[ap.active_bank()].hint_stale == 2
+    assert applied(ap, maps, []) >= 1  # a third bit gone: past the limit
+    assert hint_of_bank(maps, ap.active_bank()) == bytes(addrhint.SIZE)
+    assert ap.banks[ap.active_bank()].hint_stale == 0
+    assert addrhint.weight([pfx("2001::/20"), pfx("10.0.0.0/8")]) == 4096
+    assert addrhint.weight([pfx("2000::/8")]) == addrhint.SIZE * 8
