@@ -7,6 +7,10 @@
 The server also answers on 203.0.113.10 and 2001:db8:100::10 (a "licensed carrier"
 range in the example policy). Neighbour entries are static so ARP cannot race, and
 everything lives in the lab's own namespaces: the host's interfaces are untouched.
+
+Each lab is recorded under /run/xdpgate/labs with the process that made it. A lab whose
+maker died without removing it (a test run or bench killed with SIGKILL) is removed, its
+namespaces and the pinned maps of filters in them, when the next lab is made.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import secrets
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def run(*argv: str, check: bool = True, ns: str | None = None,
@@ -55,7 +60,10 @@ class Lab:
         prefix = prefix or "xg" + secrets.token_hex(3)
         if len(prefix) > 12 or not prefix.replace("-", "").isalnum():
             raise ValueError("lab prefix: up to 12 letters and digits")
+        sweep()
         lab = cls(prefix)
+        LABS.mkdir(parents=True, exist_ok=True)
+        (LABS / prefix).write_text(_identity(os.getpid()) or "")
         try:
             lab._build()
         except BaseException:
@@ -118,8 +126,18 @@ class Lab:
             os.close(fd)
 
     def destroy(self) -> None:
+        """Remove the namespaces, the pins of filters loaded in them (a controller killed
+        before it could remove its own) and the lab's record."""
+        from . import loader
+        from .errors import XgError
+
         for ns in (self.client_ns, self.gw_ns, self.server_ns):
+            with contextlib.suppress(XgError, OSError):  # no such namespace: nothing pinned
+                for d in loader.find_pin_dirs(None, ns):
+                    loader.remove_pins(d)
             run("ip", "netns", "del", ns, check=False)
+        with contextlib.suppress(FileNotFoundError):
+            (LABS / self.prefix).unlink()
 
     def exec(self, ns: str, *argv: str, check: bool = True,
              timeout: float | None = 30) -> subprocess.CompletedProcess[str]:
@@ -138,6 +156,36 @@ class Lab:
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
+
+
+LABS = Path("/run/xdpgate/labs")
+
+
+def _identity(pid: int) -> str | None:
+    """A process as "pid start-time" (the start time tells a reused pid apart); None when
+    it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def sweep() -> list[str]:
+    """Remove the labs whose makers are gone; returns their prefixes."""
+    gone = []
+    if not LABS.is_dir():
+        return gone
+    for rec in LABS.iterdir():
+        try:
+            owner = rec.read_text().split()
+        except OSError:
+            continue
+        if len(owner) == 2 and owner[0].isdigit() and _identity(int(owner[0])) == " ".join(owner):
+            continue  # its maker is still running
+        Lab(rec.name).destroy()
+        gone.append(rec.name)
+    return gone
 
 
 @contextlib.contextmanager

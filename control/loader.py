@@ -69,11 +69,12 @@ def pin_dir_for(sizes: Sizes, instance: str, netns: str | None) -> Path:
     return PIN_ROOT / f"ns{netns_inode(netns)}-{instance}-{fingerprint(sizes)}"
 
 
-def find_pin_dirs(instance: str = "default", netns: str | None = None) -> list[Path]:
-    """Pin folders of filters of this instance in this namespace (any layout)."""
+def find_pin_dirs(instance: str | None = "default", netns: str | None = None) -> list[Path]:
+    """Pin folders of filters of this instance (None: of any) in this namespace (any
+    layout)."""
     if not PIN_ROOT.is_dir():
         return []
-    prefix = f"ns{netns_inode(netns)}-{instance}-"
+    prefix = f"ns{netns_inode(netns)}-" + (f"{instance}-" if instance is not None else "")
     return sorted(p for p in PIN_ROOT.iterdir() if p.name.startswith(prefix))
 
 

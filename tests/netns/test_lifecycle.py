@@ -314,3 +314,38 @@ def test_errors_say_what_failed_and_what_to_do(lab, tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1, r.stderr
     assert "root" in r.stderr and "sudo" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_lab_left_by_a_killed_run_goes_with_its_pins_when_the_next_lab_is_made():
+    """A test run SIGKILLed mid-way leaves its namespaces and the pinned maps of the
+    controller it ran there; the next lab made removes them, and never a lab whose maker
+    is still running."""
+    import secrets
+
+    from xdpgate.control import bpfsys
+    from xdpgate.control import lab as lab_mod
+
+    dead = "xk" + secrets.token_hex(3)
+    pins = None
+    try:
+        code = (f"import os, signal\nfrom xdpgate.control.lab import Lab\nLab.create({dead!r})\n"
+                "os.kill(os.getpid(), signal.SIGKILL)\n")
+        assert subprocess.run([sys.executable, "-c", code]).returncode == -signal.SIGKILL
+        assert Lab.exists(dead) and (lab_mod.LABS / dead).exists()
+        # what its controller had pinned in the gateway namespace
+        pins = loader.PIN_ROOT / f"ns{loader.netns_inode(dead + '-g')}-{dead}-0"
+        pins.mkdir(parents=True)
+        fd = bpfsys.load_xdp_pass()
+        try:
+            bpfsys.obj_pin(fd, str(pins / "prog"))
+        finally:
+            os.close(fd)
+        with Lab.create("xk" + secrets.token_hex(3)) as live:
+            assert not Lab.exists(dead) and not (lab_mod.LABS / dead).exists()
+            assert not pins.exists()
+            assert lab_mod.sweep() == [] and Lab.exists(live.prefix)  # its maker runs
+        assert not (lab_mod.LABS / live.prefix).exists()
+    finally:
+        if pins is not None and pins.exists():
+            loader.remove_pins(pins)
+        Lab(dead).destroy()
