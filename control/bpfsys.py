@@ -189,6 +189,15 @@ def prog_info(fd: int) -> ProgInfo:
     return info
 
 
+def prog_map_ids(fd: int) -> list[int]:
+    """Ids of the maps a program uses."""
+    n = prog_info(fd).nr_map_ids
+    ids = (ct.c_uint32 * max(n, 1))()
+    info = ProgInfo(nr_map_ids=n, map_ids=ct.addressof(ids))
+    _call(OBJ_GET_INFO_BY_FD, _Info(bpf_fd=fd, info_len=ct.sizeof(info), info=ct.addressof(info)))
+    return list(ids[:min(n, info.nr_map_ids)])
+
+
 def map_info(fd: int) -> MapInfo:
     info = MapInfo()
     _call(OBJ_GET_INFO_BY_FD, _Info(bpf_fd=fd, info_len=ct.sizeof(info), info=ct.addressof(info)))

@@ -135,6 +135,8 @@ class Controller:
                                       heartbeat_ns=time.clock_gettime_ns(time.CLOCK_MONOTONIC))
             for ifname in c.ifaces:
                 self._attach(ifname, c.mode, force=c.force)
+            if self.filter.pin_dir is not None:
+                self._drop_superseded_pins(self.filter.pin_dir)
             if c.classify:
                 from .sampler import Sampler
 
@@ -193,6 +195,22 @@ class Controller:
             if not keep and pin_dir is not None:
                 loader.remove_pins(pin_dir)
             self.filter = None
+
+    def _drop_superseded_pins(self, current: Path) -> None:
+        """Unpin the maps of an earlier filter of this instance that this one replaced (an
+        upgrade with another map layout, a restart with other sizes): nothing can adopt
+        them, and pinned they would hold their memory until a reboot."""
+        try:
+            dirs = loader.superseded_pin_dirs(self.cfg.instance, self.cfg.netns, current)
+            for d in dirs:
+                loader.remove_pins(d)
+        except Exception as e:  # noqa: BLE001 - the filter runs all the same
+            log.warning("couldn't remove the pins of an earlier filter: %s", e)
+            return
+        for d in dirs:
+            log.warning("removed the pinned maps of an earlier filter of instance %s (another "
+                        "layout or other sizes; its flows are not carried over): %s",
+                        self.cfg.instance, d)
 
     def _heartbeat(self) -> None:
         while not self._hb_stop.wait(HEARTBEAT_S):
@@ -502,6 +520,8 @@ class Controller:
     def attach_interface(self, name: str, mode: str = "native", *, actor: str) -> dict[str, Any]:
         with self.lock:
             att = self._attach(name, mode, force=False)
+            if self.filter is not None and self.filter.pin_dir is not None:
+                self._drop_superseded_pins(self.filter.pin_dir)  # it may have replaced one
             self.state.audit(actor, "interface.attach", {"name": name, "mode": att.mode})
             return {"name": att.ifname, "ifindex": att.ifindex, "mode": att.mode,
                     "netns": att.netns}

@@ -78,6 +78,46 @@ def find_pin_dirs(instance: str | None = "default", netns: str | None = None) ->
     return sorted(p for p in PIN_ROOT.iterdir() if p.name.startswith(prefix))
 
 
+def superseded_pin_dirs(instance: str, netns: str | None, current: Path) -> list[Path]:
+    """Pin folders of this instance and namespace other than `current` (another layout or
+    other sizes: a controller of this version can't adopt them) whose maps no XDP program
+    attached in the namespace still uses. Their maps hold their memory for as long as they
+    are pinned."""
+    others = [d for d in find_pin_dirs(instance, netns) if d != current]
+    if not others:
+        return []
+    used: set[int] = set()
+    with _ipr(netns) as ipr:
+        for link in ipr.get_links():
+            xdp = link.get_attr("IFLA_XDP")
+            prog_id = dict(xdp["attrs"]).get("IFLA_XDP_PROG_ID") if xdp else None
+            if not prog_id:
+                continue
+            try:
+                fd = bpfsys.prog_fd_by_id(prog_id)
+            except OSError:
+                continue  # gone meanwhile
+            try:
+                used.update(bpfsys.prog_map_ids(fd))
+            finally:
+                os.close(fd)
+    out = []
+    for d in others:
+        ids = set()
+        for pin in d.iterdir():
+            try:
+                fd = bpfsys.obj_get(str(pin))
+            except OSError:
+                continue
+            try:
+                ids.add(bpfsys.map_info(fd).id)
+            finally:
+                os.close(fd)
+        if not ids & used:
+            out.append(d)
+    return out
+
+
 def preflight(pin: bool = True) -> None:
     """The errors an operator can fix, each with what to do."""
     if os.geteuid() != 0:

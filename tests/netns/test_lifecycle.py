@@ -37,7 +37,8 @@ def free_port() -> int:
 class Daemon:
     """`xdpgate run` in a subprocess, with SIGINT at its default."""
 
-    def __init__(self, lab: Lab, tmp: Path, *extra: str, policy: Path | None = None) -> None:
+    def __init__(self, lab: Lab, tmp: Path, *extra: str, policy: Path | None = None,
+                 ifaces: list[str] | None = None) -> None:
         self.lab = lab
         self.policy = policy or tmp / "policy.yaml"
         if policy is None:
@@ -45,7 +46,7 @@ class Daemon:
         args = [XDPGATE, "run", "--netns", lab.gw_ns, "--instance", lab.prefix,
                 "--policy", str(self.policy), "--state-dir", str(tmp / "state"),
                 "--listen", f"127.0.0.1:{free_port()}", *extra]
-        for i in lab.gw_ifaces:
+        for i in lab.gw_ifaces if ifaces is None else ifaces:
             args += ["--iface", i]
         self.out = tmp / f"daemon{time.monotonic_ns()}.log"
         self.f = open(self.out, "w")
@@ -204,6 +205,45 @@ def test_keep_leaves_the_filter_on_sigterm_and_detach_removes_it(lab, tmp_path, 
     assert loader.xdp_state(lab.gw_ifaces[0], lab.gw_ns)[1] == 0
     assert loader.find_pin_dirs(lab.prefix, lab.gw_ns) == []
     assert delivered(lab, 7001) == 5
+
+
+def test_a_restart_with_other_sizes_unpins_the_maps_of_the_filter_it_replaced(lab, tmp_path,
+                                                                               daemons):
+    """An operator upgrades with --keep, or restarts with a bigger flow table: the new filter
+    can't adopt the old one's maps (another layout), and once it has taken the old one's
+    place on every interface it unpins them, which frees their memory. While the old filter
+    still runs on an interface, its maps stay."""
+    g1, g2 = lab.gw_ifaces
+
+    def pin_dirs() -> list[Path]:
+        return loader.find_pin_dirs(lab.prefix, lab.gw_ns)
+
+    old = Daemon(lab, tmp_path, "--keep")
+    daemons.append(old)
+    old.wait_for("filtering on")
+    assert old.stop(signal.SIGTERM) == 0
+    [old_pins] = pin_dirs()
+    old_prog = loader.xdp_state(g2, lab.gw_ns)[1]
+    assert old_prog and loader.is_ours(old_prog)
+
+    one = Daemon(lab, tmp_path, "--flow-max", "131072", ifaces=[g1])
+    daemons.append(one)
+    one.wait_for("filtering on")
+    assert loader.xdp_state(g2, lab.gw_ns)[1] == old_prog  # the old filter still runs there
+    assert old_pins in pin_dirs() and len(pin_dirs()) == 2
+    assert delivered(lab, 7001) == 0
+    assert one.stop(signal.SIGTERM) == 0
+    assert pin_dirs() == [old_pins]
+
+    new = Daemon(lab, tmp_path, "--flow-max", "65536")
+    daemons.append(new)
+    new.wait_for("filtering on")
+    dirs = pin_dirs()
+    assert len(dirs) == 1 and dirs[0] != old_pins and not old_pins.exists()
+    assert "removed the pinned maps of an earlier filter" in new.log()
+    assert delivered(lab, 7001) == 0 and delivered(lab, 7000) == 5
+    assert new.stop(signal.SIGTERM) == 0
+    assert pin_dirs() == []
 
 
 def test_it_refuses_to_replace_an_xdp_program_it_did_not_load(lab, tmp_path, daemons):
