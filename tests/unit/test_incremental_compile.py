@@ -36,6 +36,18 @@ def prefix(rnd: random.Random) -> Prefix:
     return (6, net, plen)
 
 
+def edit_one(rnd: random.Random, sets: dict, adds: int = 4, drops: int = 3) -> dict:
+    """A random edit of one set in place (up to adds-1 new prefixes, drops-1 gone); returns
+    the compile hint saying so."""
+    n = rnd.choice(NAMES)
+    old = sets[n]
+    add = list(dict.fromkeys(p for p in (prefix(rnd) for _ in range(rnd.randrange(adds)))
+                             if p not in old))
+    drop = rnd.sample(old, min(len(old), rnd.randrange(drops)))
+    sets[n] = [p for p in old if p not in drop] + add
+    return {n: (old, add, drop)}
+
+
 def check_step(prev: comp.Wanted, w: comp.Wanted, full: comp.Wanted) -> None:
     assert w.lpm == full.lpm
     assert w.classes == full.classes and w.addrclass == full.addrclass
@@ -63,13 +75,7 @@ def test_a_compile_from_the_last_one_equals_a_compile_from_scratch(seed, with_hi
         if op < 0.15:  # a rule starts or stops using a set
             used = rnd.sample(NAMES, rnd.randrange(0, 4))
         else:
-            n = rnd.choice(NAMES)
-            old = sets[n]
-            add = [p for p in (prefix(rnd) for _ in range(rnd.randrange(0, 6))) if p not in old]
-            add = list(dict.fromkeys(add))
-            drop = rnd.sample(old, min(len(old), rnd.randrange(0, 4)))
-            sets[n] = [p for p in old if p not in drop] + add
-            hints[n] = (old, add, drop)
+            hints = edit_one(rnd, sets, adds=6, drops=4)
         policy = policy_using(used)
         nxt = comp.compile_policy(policy, dict(sets), prev=w, hints=hints if with_hints else None)
         full = comp.compile_policy(policy, dict(sets), prev_classes=w.classes)
@@ -140,6 +146,21 @@ def assert_hint_covers(bank, exact: bytes) -> None:
     assert bin(h & ~x).count("1") <= bank.hint_stale
 
 
+def assert_as_fresh(maps, ap, w: comp.Wanted) -> None:
+    """The bank `ap` just applied `w` into holds what a fresh apply of `w` gives (its IPv6
+    hint may hold stale bits besides)."""
+    from tests.unit.fakemaps import fake_mapset
+    from xdpgate.control.apply import Applier
+
+    fresh_maps = fake_mapset()
+    fresh = Applier(fresh_maps)
+    fresh.assume_empty()
+    fresh.apply(w)
+    assert bank_contents(maps, ap.active_bank()) == bank_contents(fresh_maps, 1)
+    assert ap.banks[ap.active_bank()].bases4 == fresh.banks[1].bases4
+    assert_hint_covers(ap.banks[ap.active_bank()], addrhint.build(w.lpm))
+
+
 @settings(max_examples=8, deadline=None)
 @given(st.integers(0, 2**32))
 def test_applies_of_set_edits_leave_each_bank_as_a_fresh_apply_would(seed):
@@ -155,25 +176,14 @@ def test_applies_of_set_edits_leave_each_bank_as_a_fresh_apply_would(seed):
     ap.apply(comp.compile_policy(policy_using(used), dict(sets), maps.sizes))
     fast = 0
     for step in range(8):
-        n = rnd.choice(NAMES)
-        old = sets[n]
-        add = list(dict.fromkeys(p for p in (prefix(rnd) for _ in range(rnd.randrange(4)))
-                                 if p not in old))
-        drop = rnd.sample(old, min(len(old), rnd.randrange(3)))
-        sets[n] = [p for p in old if p not in drop] + add
+        hints = edit_one(rnd, sets)
         if step == 5:
             used = ["a", "c"]
         w = comp.compile_policy(policy_using(used), dict(sets), maps.sizes, prev=ap.last,
-                                hints={n: (old, add, drop)})
+                                hints=hints)
         fast += w.lpm_touched is not None
         ap.apply(w)
-        fresh_maps = fake_mapset()
-        fresh = Applier(fresh_maps)
-        fresh.assume_empty()
-        fresh.apply(w)
-        assert bank_contents(maps, ap.active_bank()) == bank_contents(fresh_maps, 1)
-        assert ap.banks[ap.active_bank()].bases4 == fresh.banks[1].bases4
-        assert_hint_covers(ap.banks[ap.active_bank()], addrhint.build(w.lpm))
+        assert_as_fresh(maps, ap, w)
     assert fast
 
 
@@ -196,24 +206,14 @@ def test_a_standby_bank_caught_up_between_applies_holds_the_running_policy_and_l
     wrote = 0
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ap_mod, "CATCH_UP_MIN", 1)
-        for step in range(10):
-            n = rnd.choice(NAMES)
-            old = sets[n]
-            add = list(dict.fromkeys(p for p in (prefix(rnd) for _ in range(rnd.randrange(4)))
-                                     if p not in old))
-            drop = rnd.sample(old, min(len(old), rnd.randrange(3)))
-            sets[n] = [p for p in old if p not in drop] + add
+        for _ in range(10):
+            hints = edit_one(rnd, sets)
             fresh_compile = rnd.random() < 0.3
             w = comp.compile_policy(policy_using(used), dict(sets), maps.sizes,
                                     prev=None if fresh_compile else ap.last,
-                                    hints=None if fresh_compile else {n: (old, add, drop)})
+                                    hints=None if fresh_compile else hints)
             ap.apply(w)
-            fresh_maps = fake_mapset()
-            fresh = Applier(fresh_maps)
-            fresh.assume_empty()
-            fresh.apply(w)
-            assert bank_contents(maps, ap.active_bank()) == bank_contents(fresh_maps, 1)
-            assert_hint_covers(ap.banks[ap.active_bank()], addrhint.build(w.lpm))
+            assert_as_fresh(maps, ap, w)
             if rnd.random() < 0.6 and ap.catch_up():
                 wrote += 1
                 act = ap.active_bank()
