@@ -59,6 +59,17 @@ class RunConfig:
     classify: bool = True
 
 
+_CUT_MAX = 16  # set-file lines removed one by one; more are filtered in one pass
+
+
+def _without_line(text: str, line: str) -> str | None:
+    """`text` without its one line `line` (with its newline); None when it has none."""
+    if text.startswith(line):
+        return text[len(line):]
+    i = text.find("\n" + line)
+    return None if i < 0 else text[:i + 1] + text[i + 1 + len(line):]
+
+
 def policy_without_set(policy: Policy, name: str) -> Policy:
     """`policy` with set `name` deleted, validated; refused while a rule names the set."""
     if name not in policy.sets:
@@ -456,7 +467,12 @@ class Controller:
         if (text is None or text.count("\n") != len(cur) or not text.endswith("\n")
                 or (cur and parse_prefix(last) != cur[-1])):
             return "".join(prefix_str(p) + "\n" for p in prefixes)
-        if removed:
+        if removed and len(removed) <= _CUT_MAX:  # cut out each line (a search in C)
+            for p in removed:
+                text = _without_line(text, prefix_str(p) + "\n")
+                if text is None:
+                    return "".join(prefix_str(p) + "\n" for p in prefixes)
+        elif removed:
             gone = set(removed)
             text = "".join(ln for ln, p in zip(text.splitlines(keepends=True), cur)
                            if p not in gone)

@@ -102,6 +102,13 @@ def test_entries_added_to_and_removed_from_a_big_blocklist_act_at_once_and_stay_
     assert c.get_set("blocked") == want
     assert ctl.state.set_file("blocked").read_text().split() == want
     assert ctl.applier.last.lpm_touched is not None  # the edits went the incremental way
+    # the file's first, last and a middle line go; a line that ends another stays there
+    assert c.add_set_entries("blocked", ["8.18.0.4/32"]) == 5001
+    assert c.remove_set_entries("blocked", [big[0], "8.18.0.4/32", f"{lab.client_ip4}/32",
+                                            big[2]]) == 4997
+    want = [b for b in want if b not in (big[0], big[2], f"{lab.client_ip4}/32")]
+    assert ctl.state.set_file("blocked").read_text().split() == want == c.get_set("blocked")
+    assert "198.18.0.4/32" in want
     # one parsed copy of the set file is kept, not one per edit
     assert sum(k[0] == "file" for k in ctl._resolved) == 1
     # a set written in the policy may repeat an entry: an edit leaves it once
