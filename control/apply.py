@@ -207,8 +207,10 @@ class Applier:
             return False
         active = self.banks[self.active_bank()]
         standby = self.banks[self.active_bank() ^ 1]
-        if active is None or active.lpm is not w.lpm or standby is None:
-            return False  # a bank read back: the next apply reads it anyway
+        if active is None or active.lpm is not w.lpm:
+            return False
+        if standby is None:  # not known (a restart adopted the maps): to be read back
+            return len(w.lpm) >= CATCH_UP_MIN
         if standby.lpm is w.lpm:
             return False
         if w.lpm_touched is not None and w.lpm_base is standby.lpm:
@@ -228,8 +230,8 @@ class Applier:
             wait = self.last_flip + GRACE_S - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-            cur = self.banks[bank]
             try:
+                cur = self.banks[bank] or self.read_bank(bank)
                 self._retire_hits(bank)
                 bases4, hint, stale = self._write_bank(bank, cur, w)
             except OSError as e:

@@ -222,3 +222,29 @@ def test_a_standby_bank_caught_up_between_applies_holds_the_running_policy_and_l
                 assert ap.banks[act ^ 1].bases4 == ap.banks[act].bases4
                 assert ap.banks[act ^ 1].hint == ap.banks[act].hint
     assert wrote
+
+
+def test_after_a_restart_the_bank_not_known_is_read_back_and_caught_up(monkeypatch):
+    """A controller that adopted running maps knows neither bank; after its first apply the
+    other one is read back and brought up to the running policy."""
+    from tests.unit.fakemaps import fake_mapset
+    from xdpgate.control import apply as ap_mod
+    from xdpgate.control.apply import Applier
+
+    monkeypatch.setattr(ap_mod, "CATCH_UP_MIN", 1)
+    rnd = random.Random(3)
+    maps = fake_mapset()
+    before = Applier(maps)
+    before.assume_empty()
+    sets = {n: list(dict.fromkeys(prefix(rnd) for _ in range(30))) for n in NAMES}
+    for _ in range(2):  # both banks hold something
+        before.apply(comp.compile_policy(policy_using(["a", "b"]), dict(sets), maps.sizes))
+        edit_one(rnd, sets)
+    ap = Applier(maps)  # the restarted controller
+    w = comp.compile_policy(policy_using(["b", "c"]), dict(sets), maps.sizes)
+    ap.apply(w)
+    act = ap.active_bank()
+    assert ap.banks[act ^ 1] is None and ap.needs_catch_up()
+    assert ap.catch_up() and not ap.needs_catch_up()
+    assert bank_contents(maps, act ^ 1) == bank_contents(maps, act)
+    assert ap.banks[act ^ 1].lpm is w.lpm
