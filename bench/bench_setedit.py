@@ -1,23 +1,23 @@
 """What an operator waits for when editing a policy that holds a big set: adding one entry
 to a 1,000,000-entry blocklist, removing one (an IPv4 /32, then an IPv6 /128), and
 adding/deleting an unrelated rule, each through the controller
-(Controller.add_set_entries / remove_set_entries / edit_policy:
-compile, apply with the bank flip, set file, persisted policy), next to the same edits made
-from scratch in the same run, as every edit was before the incremental compile (the
-controller forgets the policy it applied last, so the compile starts afresh and the applier
-compares whole tables), and next to `ipset add` of one entry into a hash:net holding the
-same prefixes. Also the first edit after a load: a load compiled afresh lands in one bank
-of the data path, and the controller then brings the other up to it in the background
-(Applier.catch_up); the first edit after a load made with the catch-up turned off (as
-before it) is timed, then the first edit after a second load (other prefixes, replacing
-the first) once the standby bank has caught up.
+(Controller.add_set_entries / remove_set_entries / edit_policy: compile, apply with the
+bank flip, set file, persisted policy). Baselines in the same run: the same edits made from
+scratch, as every edit was before the incremental compile (the controller forgets the
+policy it applied last, so the compile starts afresh, the applier compares whole tables,
+and the standby bank is not caught up), and `ipset add` of one entry into a hash:net
+holding the same prefixes. Also the first edit after a load: a load compiled afresh lands
+in one bank of the data path, and the controller then brings the other up to it in the
+background (Applier.catch_up). Timed: the first edit after a load made with the catch-up
+turned off (as before it), then the first edit after a second load (other prefixes,
+replacing the first) once the standby bank has caught up.
 
 Setup: control/lab.Lab (client ns -> gateway ns with xdpgate on both veths -> server ns,
 unique prefix `xe<hex>`, destroyed in finally), an in-process Controller on the gateway
 (classify off, state dir in a temp dir); --prefixes random prefixes (bench/common:
 900k IPv4 /24-/32, 100k IPv6) PUT as set `big`, a rule dropping sources in it. Warm-up
 edits first (each bank of the data path has then seen the set), then --rounds rounds of
-the four edits in each mode, alternating modes; each timed round of a mode follows an
+the six edits in each mode, alternating modes; each timed round of a mode follows an
 untimed one (an incremental apply after a from-scratch one compares whole tables once);
 medians.
 
@@ -43,8 +43,8 @@ from xdpgate.control.lab import Lab  # noqa: E402
 
 
 def edits(ctl: Controller, i: int, scratch: bool) -> dict[str, float]:
-    """The four edits, timed; leaves the policy as it found it. `scratch`: each compiled
-    from scratch."""
+    """The six edits, timed; leaves the policy as it found it. `scratch`: each compiled
+    from scratch, as before the incremental compile."""
     out = {}
     entry = f"198.51.{100 + i % 50}.{1 + i // 50 % 250}/32"
     entry6 = f"2001:db8:ffff::{i + 1:x}/128"
@@ -59,6 +59,11 @@ def edits(ctl: Controller, i: int, scratch: bool) -> dict[str, float]:
         p.rules = [r for r in p.rules if r.name != "extra"]
         return p
 
+    ap = ctl.applier
+    if scratch:  # nor was the standby bank caught up then
+        ap.catch_up = lambda: False
+    else:
+        ap.__dict__.pop("catch_up", None)
     for name, fn in (("add_entry", lambda: ctl.add_set_entries("big", [entry], actor="bench")),
                      ("remove_entry",
                       lambda: ctl.remove_set_entries("big", [entry], actor="bench")),
@@ -68,8 +73,8 @@ def edits(ctl: Controller, i: int, scratch: bool) -> dict[str, float]:
                      ("add_rule", lambda: ctl.edit_policy(add_rule, actor="bench", what="add")),
                      ("delete_rule",
                       lambda: ctl.edit_policy(del_rule, actor="bench", what="delete"))):
-        if ctl.applier is not None and scratch:
-            ctl.applier.last = None  # as before: the compile knows nothing of the last one
+        if scratch:
+            ap.last = None  # as before: the compile knows nothing of the last one
         t = time.perf_counter()
         fn()
         out[name] = time.perf_counter() - t
