@@ -99,9 +99,13 @@ class Lab:
     _made: list[str] = field(default_factory=list)
 
     def __enter__(self) -> Lab:
+        from xdpgate.control import lab as control_lab
+
         self.ns_a = unique(self.tag + "a")
         self.ns_b = unique(self.tag + "b") if self.two_ns else self.ns_a
         self.a, self.b = unique(self.tag + "A"), unique(self.tag + "B")
+        control_lab.sweep()  # labs of benches and tests killed before they cleaned up
+        control_lab.record(self.ns_a, list(dict.fromkeys((self.ns_a, self.ns_b))))
         try:
             for ns in dict.fromkeys((self.ns_a, self.ns_b)):
                 sh("ip", "netns", "add", ns)
@@ -123,9 +127,12 @@ class Lab:
         return self
 
     def close(self) -> None:
+        from xdpgate.control import lab as control_lab
+
         for ns in reversed(self._made):
             sh("ip", "netns", "del", ns, check=False)
         self._made.clear()
+        control_lab.forget(self.ns_a)
 
     def __exit__(self, *exc: Any) -> None:
         self.close()

@@ -8,9 +8,10 @@ The server also answers on 203.0.113.10 and 2001:db8:100::10 (a "licensed carrie
 range in the example policy). Neighbour entries are static so ARP cannot race, and
 everything lives in the lab's own namespaces: the host's interfaces are untouched.
 
-Each lab is recorded under /run/xdpgate/labs with the process that made it. A lab whose
-maker died without removing it (a test run or bench killed with SIGKILL) is removed, its
-namespaces and the pinned maps of filters in them, when the next lab is made.
+Each lab is recorded under /run/xdpgate/labs with the process that made it and its
+namespaces (the benches' labs too: `record`). A lab whose maker died without removing it
+(a test run or bench killed with SIGKILL) is removed, its namespaces and the pinned maps
+of filters in them, when the next lab is made.
 """
 
 from __future__ import annotations
@@ -62,8 +63,7 @@ class Lab:
             raise ValueError("lab prefix: up to 12 letters and digits")
         sweep()
         lab = cls(prefix)
-        LABS.mkdir(parents=True, exist_ok=True)
-        (LABS / prefix).write_text(_identity(os.getpid()) or "")
+        record(prefix, [lab.client_ns, lab.gw_ns, lab.server_ns])
         try:
             lab._build()
         except BaseException:
@@ -128,16 +128,8 @@ class Lab:
     def destroy(self) -> None:
         """Remove the namespaces, the pins of filters loaded in them (a controller killed
         before it could remove its own) and the lab's record."""
-        from . import loader
-        from .errors import XgError
-
-        for ns in (self.client_ns, self.gw_ns, self.server_ns):
-            with contextlib.suppress(XgError, OSError):  # no such namespace: nothing pinned
-                for d in loader.find_pin_dirs(None, ns):
-                    loader.remove_pins(d)
-            run("ip", "netns", "del", ns, check=False)
-        with contextlib.suppress(FileNotFoundError):
-            (LABS / self.prefix).unlink()
+        remove_namespaces([self.client_ns, self.gw_ns, self.server_ns])
+        forget(self.prefix)
 
     def exec(self, ns: str, *argv: str, check: bool = True,
              timeout: float | None = 30) -> subprocess.CompletedProcess[str]:
@@ -171,19 +163,45 @@ def _identity(pid: int) -> str | None:
     return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
 
 
+def record(name: str, namespaces: list[str]) -> None:
+    """Note that this process is making namespaces `namespaces` (a lab called `name`)."""
+    LABS.mkdir(parents=True, exist_ok=True)
+    (LABS / name).write_text(f"{_identity(os.getpid())}\n{' '.join(namespaces)}\n")
+
+
+def forget(name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (LABS / name).unlink()
+
+
+def remove_namespaces(namespaces: list[str]) -> None:
+    """Delete these namespaces, and first the pins of filters loaded in them."""
+    from . import loader
+    from .errors import XgError
+
+    for ns in namespaces:
+        with contextlib.suppress(XgError, OSError):  # no such namespace: nothing pinned
+            for d in loader.find_pin_dirs(None, ns):
+                loader.remove_pins(d)
+        run("ip", "netns", "del", ns, check=False)
+
+
 def sweep() -> list[str]:
-    """Remove the labs whose makers are gone; returns their prefixes."""
+    """Remove the labs whose makers are gone; returns their names."""
     gone = []
     if not LABS.is_dir():
         return gone
     for rec in LABS.iterdir():
         try:
-            owner = rec.read_text().split()
+            owner, _, names = rec.read_text().partition("\n")
         except OSError:
             continue
-        if len(owner) == 2 and owner[0].isdigit() and _identity(int(owner[0])) == " ".join(owner):
+        pid = owner.split()[0] if owner.split() else ""
+        if pid.isdigit() and _identity(int(pid)) == owner:
             continue  # its maker is still running
-        Lab(rec.name).destroy()
+        lab = Lab(rec.name)
+        remove_namespaces(names.split() or [lab.client_ns, lab.gw_ns, lab.server_ns])
+        forget(rec.name)
         gone.append(rec.name)
     return gone
 

@@ -366,12 +366,16 @@ def test_a_lab_left_by_a_killed_run_goes_with_its_pins_when_the_next_lab_is_made
     from xdpgate.control import lab as lab_mod
 
     dead = "xk" + secrets.token_hex(3)
+    bare = dead + "-bench"  # a namespace made as the benches make theirs (lab.record)
     pins = None
     try:
-        code = (f"import os, signal\nfrom xdpgate.control.lab import Lab\nLab.create({dead!r})\n"
+        code = (f"import os, signal, subprocess\nfrom xdpgate.control import lab\n"
+                f"lab.Lab.create({dead!r})\nlab.record({bare!r}, [{bare!r}])\n"
+                f"subprocess.run(['ip', 'netns', 'add', {bare!r}], check=True)\n"
                 "os.kill(os.getpid(), signal.SIGKILL)\n")
         assert subprocess.run([sys.executable, "-c", code]).returncode == -signal.SIGKILL
         assert Lab.exists(dead) and (lab_mod.LABS / dead).exists()
+        assert os.path.exists(f"/var/run/netns/{bare}")
         # what its controller had pinned in the gateway namespace
         pins = loader.PIN_ROOT / f"ns{loader.netns_inode(dead + '-g')}-{dead}-0"
         pins.mkdir(parents=True)
@@ -383,9 +387,13 @@ def test_a_lab_left_by_a_killed_run_goes_with_its_pins_when_the_next_lab_is_made
         with Lab.create("xk" + secrets.token_hex(3)) as live:
             assert not Lab.exists(dead) and not (lab_mod.LABS / dead).exists()
             assert not pins.exists()
+            assert not os.path.exists(f"/var/run/netns/{bare}")
+            assert not (lab_mod.LABS / bare).exists()
             assert lab_mod.sweep() == [] and Lab.exists(live.prefix)  # its maker runs
         assert not (lab_mod.LABS / live.prefix).exists()
     finally:
         if pins is not None and pins.exists():
             loader.remove_pins(pins)
         Lab(dead).destroy()
+        lab_mod.remove_namespaces([bare])
+        lab_mod.forget(bare)
