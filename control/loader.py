@@ -74,8 +74,11 @@ def find_pin_dirs(instance: str | None = "default", netns: str | None = None) ->
     layout)."""
     if not PIN_ROOT.is_dir():
         return []
-    prefix = f"ns{netns_inode(netns)}-" + (f"{instance}-" if instance is not None else "")
-    return sorted(p for p in PIN_ROOT.iterdir() if p.name.startswith(prefix))
+    prefix = f"ns{netns_inode(netns)}-"
+    # the instance ends at the fingerprint: "a" must not find the folders of "a-b"
+    want = re.compile(re.escape(prefix) + (re.escape(instance) if instance is not None
+                                           else ".+") + r"-[0-9a-f]{10}")
+    return sorted(p for p in PIN_ROOT.iterdir() if want.fullmatch(p.name))
 
 
 def superseded_pin_dirs(instance: str, netns: str | None, current: Path) -> list[Path]:

@@ -377,7 +377,7 @@ def test_a_lab_left_by_a_killed_run_goes_with_its_pins_when_the_next_lab_is_made
         assert Lab.exists(dead) and (lab_mod.LABS / dead).exists()
         assert os.path.exists(f"/var/run/netns/{bare}")
         # what its controller had pinned in the gateway namespace
-        pins = loader.PIN_ROOT / f"ns{loader.netns_inode(dead + '-g')}-{dead}-0"
+        pins = loader.PIN_ROOT / f"ns{loader.netns_inode(dead + '-g')}-{dead}-00000000aa"
         pins.mkdir(parents=True)
         fd = bpfsys.load_xdp_pass()
         try:
