@@ -75,6 +75,13 @@ class BankState:
     def empty(cls) -> BankState:
         return cls({}, [], [], {}, {}, {}, {}, {}, {})
 
+    @classmethod
+    def holding(cls, w: Wanted, bases4: dict[int, int], hint: bytes, stale: int,
+                **history: Any) -> BankState:
+        """A bank just written with `w`, its IPv4 base classes and IPv6 hint."""
+        return cls(w.header, w.rules, w.rule_names, w.fieldbits, w.portbits, w.addrclass,
+                   w.tunid, w.lpm, bases4, hint, stale, **history)
+
 
 @dataclass
 class Applier:
@@ -170,9 +177,7 @@ class Applier:
         with self.lock:
             gen = self.gen
             target = (gen + 1) & 1
-            wait = self.last_flip + GRACE_S - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+            self._wait_grace()
             cur = self.banks[target]
             if cur is None:
                 cur = self.read_bank(target)
@@ -184,11 +189,9 @@ class Applier:
                 raise _map_error(e) from None
             self.write_config(gen=gen + 1)
             self.last_flip = time.monotonic()
-            self.banks[target] = BankState(wanted.header, wanted.rules, wanted.rule_names,
-                                           wanted.fieldbits, wanted.portbits, wanted.addrclass,
-                                           wanted.tunid, wanted.lpm, bases4, hint, stale,
-                                           lpm_base=wanted.lpm_base,
-                                           lpm_touched=wanted.lpm_touched)
+            self.banks[target] = BankState.holding(wanted, bases4, hint, stale,
+                                                   lpm_base=wanted.lpm_base,
+                                                   lpm_touched=wanted.lpm_touched)
             other = self.banks[target ^ 1]
             if other is not None:  # what it came from is needed no more: let it go
                 other.lpm_base = other.lpm_touched = None
@@ -227,9 +230,7 @@ class Applier:
                 return False
             w = self.last
             bank = self.active_bank() ^ 1
-            wait = self.last_flip + GRACE_S - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+            self._wait_grace()
             try:
                 cur = self.banks[bank] or self.read_bank(bank)
                 self._retire_hits(bank)
@@ -238,11 +239,15 @@ class Applier:
                 self.banks[bank] = None
                 log.warning("couldn't bring the standby bank up to date: %s", _map_error(e))
                 return False
-            self.banks[bank] = BankState(w.header, w.rules, w.rule_names, w.fieldbits,
-                                         w.portbits, w.addrclass, w.tunid, w.lpm, bases4, hint,
-                                         stale)
+            self.banks[bank] = BankState.holding(w, bases4, hint, stale)
             log.debug("standby bank %d holds generation %d's policy", bank, self.gen)
             return True
+
+    def _wait_grace(self) -> None:
+        """Until packets that read the bank flipped away from last have done with it."""
+        wait = self.last_flip + GRACE_S - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
 
     def _retire_hits(self, bank: int) -> None:
         """Fold the per-rule hits of a bank about to be rewritten into the totals, zero them."""
@@ -325,11 +330,11 @@ class Applier:
             active = None
         changed, gone = _lpm_delta(cur, new, active)
         self._write_prefixes(bank, changed, gone)
-        bases4 = self._write_addr4(bank, cur, new, changed, gone, active)
-        if active is not None and active.lpm is new.lpm:  # catch_up: the active one's
-            hint = self._write_hint(bank, cur, new.lpm, [], [], active)
-        else:
-            hint = self._write_hint(bank, cur, new.lpm, changed, gone)
+        # the active bank holds these very prefixes (a catch-up, a rule-only edit): its
+        # IPv4 table and IPv6 hint are this bank's too
+        same = active if active is not None and active.lpm is new.lpm else None
+        bases4 = self._write_addr4(bank, cur, new, changed, gone, active, same)
+        hint = self._write_hint(bank, cur, new.lpm, changed, gone, same)
 
         # header last: it also carries the rule count
         h = layout.Policy(**new.header)
@@ -337,20 +342,21 @@ class Applier:
         return (bases4, *hint)
 
     def _write_addr4(self, bank: int, cur: BankState, new: Wanted, changed: Any, gone: Any,
-                     active: BankState | None) -> dict[int, int]:
+                     active: BankState | None, same: BankState | None) -> dict[int, int]:
         """The bank's IPv4 table for `new.lpm`: only the words that differ from what the bank
         holds (read back through the map's mapping), then the base classes that changed.
-        A bank read back from the maps is always rebuilt (BankState.read_back). When `new`
-        was compiled from what the active bank holds, its table is the active one's with
-        the ranges of the touched prefixes repainted; else it is built whole."""
+        A bank read back from the maps is always rebuilt (BankState.read_back). When the
+        active bank (`same`) holds `new.lpm`, its table is copied; when `new` was compiled
+        from what the active bank holds, its table is the active one's with the ranges of
+        the touched prefixes repainted; else it is built whole."""
         v4_changed = any(k[0] == 4 for k, _ in changed) or any(k[0] == 4 for k in gone)
         if not cur.read_back and not v4_changed:
             return cur.bases4
         m = self.maps["addr4"]
         lpm = new.lpm
-        if active is not None and active.lpm is new.lpm:  # catch_up: copy the active table
+        if same is not None:  # the active bank's table, copied
             table = m.words((bank ^ 1) * layout.A4_WORDS, layout.A4_WORDS)
-            bases = dict(active.bases4)
+            bases = dict(same.bases4)
         elif (active is not None and new.plan is not None and new.lpm_touched is not None
                 and active.lpm is new.lpm_base):
             table = m.words((bank ^ 1) * layout.A4_WORDS, layout.A4_WORDS).copy().view(np.uint16)
@@ -390,7 +396,7 @@ class Applier:
         return bases
 
     def _write_hint(self, bank: int, cur: BankState, lpm: dict, changed: Any, gone: Any,
-                    same: BankState | None = None) -> tuple[bytes, int]:
+                    same: BankState | None) -> tuple[bytes, int]:
         """The bank's address hint for `lpm` and its stale bits: those of `same` when
         given (a bank holding `lpm` already), else `cur`'s with the bits of added IPv6
         prefixes set and those of gone ones left (a hint may let through too much), rebuilt

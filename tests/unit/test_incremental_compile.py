@@ -161,17 +161,22 @@ def assert_as_fresh(maps, ap, w: comp.Wanted) -> None:
     assert_hint_covers(ap.banks[ap.active_bank()], addrhint.build(w.lpm))
 
 
-@settings(max_examples=8, deadline=None)
-@given(st.integers(0, 2**32))
-def test_applies_of_set_edits_leave_each_bank_as_a_fresh_apply_would(seed):
+def empty_banks(rnd: random.Random):
+    """Fake maps, an applier that knows both banks empty, and 30 random prefixes a set."""
     from tests.unit.fakemaps import fake_mapset
     from xdpgate.control.apply import Applier
 
-    rnd = random.Random(seed)
     maps = fake_mapset()
     ap = Applier(maps)
     ap.assume_empty()
-    sets = {n: list(dict.fromkeys(prefix(rnd) for _ in range(30))) for n in NAMES}
+    return maps, ap, {n: list(dict.fromkeys(prefix(rnd) for _ in range(30))) for n in NAMES}
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(0, 2**32))
+def test_applies_of_set_edits_leave_each_bank_as_a_fresh_apply_would(seed):
+    rnd = random.Random(seed)
+    maps, ap, sets = empty_banks(rnd)
     used = ["a", "b", "c"]
     ap.apply(comp.compile_policy(policy_using(used), dict(sets), maps.sizes))
     fast = 0
@@ -193,15 +198,10 @@ def test_a_standby_bank_caught_up_between_applies_holds_the_running_policy_and_l
     """Fresh compiles and set edits, with the standby bank brought up to the running policy
     now and then (Applier.catch_up): it then holds what the active bank holds, and every
     later apply still leaves its bank as a fresh apply would."""
-    from tests.unit.fakemaps import fake_mapset
     from xdpgate.control import apply as ap_mod
-    from xdpgate.control.apply import Applier
 
     rnd = random.Random(seed)
-    maps = fake_mapset()
-    ap = Applier(maps)
-    ap.assume_empty()
-    sets = {n: list(dict.fromkeys(prefix(rnd) for _ in range(30))) for n in NAMES}
+    maps, ap, sets = empty_banks(rnd)
     used = ["a", "b", "c"]
     wrote = 0
     with pytest.MonkeyPatch.context() as mp:
@@ -214,10 +214,10 @@ def test_a_standby_bank_caught_up_between_applies_holds_the_running_policy_and_l
                                     hints=None if fresh_compile else hints)
             ap.apply(w)
             assert_as_fresh(maps, ap, w)
+            act = ap.active_bank()
             if rnd.random() < 0.6 and ap.catch_up():
                 wrote += 1
-                act = ap.active_bank()
-                assert ap.active_bank() == act and not ap.needs_catch_up()
+                assert ap.active_bank() == act and not ap.needs_catch_up()  # nothing flipped
                 assert bank_contents(maps, act ^ 1) == bank_contents(maps, act)
                 assert ap.banks[act ^ 1].bases4 == ap.banks[act].bases4
                 assert ap.banks[act ^ 1].hint == ap.banks[act].hint
@@ -227,16 +227,12 @@ def test_a_standby_bank_caught_up_between_applies_holds_the_running_policy_and_l
 def test_after_a_restart_the_bank_not_known_is_read_back_and_caught_up(monkeypatch):
     """A controller that adopted running maps knows neither bank; after its first apply the
     other one is read back and brought up to the running policy."""
-    from tests.unit.fakemaps import fake_mapset
     from xdpgate.control import apply as ap_mod
     from xdpgate.control.apply import Applier
 
     monkeypatch.setattr(ap_mod, "CATCH_UP_MIN", 1)
     rnd = random.Random(3)
-    maps = fake_mapset()
-    before = Applier(maps)
-    before.assume_empty()
-    sets = {n: list(dict.fromkeys(prefix(rnd) for _ in range(30))) for n in NAMES}
+    maps, before, sets = empty_banks(rnd)
     for _ in range(2):  # both banks hold something
         before.apply(comp.compile_policy(policy_using(["a", "b"]), dict(sets), maps.sizes))
         edit_one(rnd, sets)
