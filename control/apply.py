@@ -278,8 +278,6 @@ class Applier:
         s = self.sizes
         w = s.rule_words
         Bits = layout.bits_type(w)
-        PortBits = layout.portbits_type(w)
-        AddrClass = layout.addrclass_type(w)
 
         def bits(mask: int) -> Any:
             return Bits((ct.c_uint64 * w)(*_words(mask, w)))
@@ -295,25 +293,25 @@ class Applier:
         if rk:
             self.maps["rules"].set_many(rk, rv)
 
-        # field bitmaps, port bitmaps, address classes: arrays, zero what went away
-        for name, old, want, base, mk in (
-            ("fieldbits", cur.fieldbits, new.fieldbits, bank * layout.FB_SIZE, bits),
-            ("portbits", cur.portbits, new.portbits, bank * layout.PORT_SLOTS,
-             lambda t: PortBits(*(bits(x) for x in t))),
-            ("addrclass", cur.addrclass, new.addrclass, bank * s.addrclass_max,
-             lambda t: AddrClass(*(bits(x) for x in t))),
+        # field bitmaps, port bitmaps, address classes: arrays of bitmaps (one, three or
+        # five per entry), packed as bytes (a port range is an entry per port); zero what
+        # went away
+        nbytes = 8 * w
+        for name, old, want, base, per in (
+            ("fieldbits", cur.fieldbits, new.fieldbits, bank * layout.FB_SIZE, 1),
+            ("portbits", cur.portbits, new.portbits, bank * layout.PORT_SLOTS, 3),
+            ("addrclass", cur.addrclass, new.addrclass, bank * s.addrclass_max, 5),
         ):
-            ks, vs = [], []
-            zero_val = mk(0 if name == "fieldbits" else (0,) * (3 if name == "portbits" else 5))
-            for idx, val in want.items():
-                if old.get(idx) != val:
-                    ks.append(ct.c_uint32(base + idx))
-                    vs.append(mk(val))
-            for idx in old.keys() - want.keys():
-                ks.append(ct.c_uint32(base + idx))
-                vs.append(zero_val)
-            if ks:
-                self.maps[name].set_many(ks, vs)
+            put = [(idx, val) for idx, val in want.items() if old.get(idx) != val]
+            put += [(idx, 0 if per == 1 else (0,) * per) for idx in old.keys() - want.keys()]
+            if not put:
+                continue
+            keys = array.array("I", (base + idx for idx, _ in put)).tobytes()
+            if per == 1:
+                vals = b"".join(v.to_bytes(nbytes, "little") for _, v in put)
+            else:
+                vals = b"".join(x.to_bytes(nbytes, "little") for _, v in put for x in v)
+            self.maps[name].set_many_raw(keys, vals, len(put))
 
         # tunnel ids (hash)
         tm = self.maps["tunid"]
@@ -378,9 +376,7 @@ class Applier:
         base = bank * layout.A4_WORDS
         new_w = table.view(np.uint64)
         idx = np.flatnonzero(m.words(base, layout.A4_WORDS) != new_w)
-        if idx.size:
-            m.set_many_raw((idx + base).astype(np.uint32).tobytes(), new_w[idx].tobytes(),
-                           int(idx.size))
+        m.put_words(idx + base, new_w[idx])
         pk = self.maps["pfx4"]
 
         def base_key(slot: int) -> bytes:

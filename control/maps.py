@@ -49,10 +49,12 @@ class Map:
         return k if isinstance(k, ct._SimpleCData | ct.Structure) else self.key_t(k)
 
     @contextlib.contextmanager
-    def mapped(self, size: int) -> Iterator[mmap.mmap]:
-        """A read-only mapping of the first `size` bytes of an mmapable array's values."""
+    def mapped(self, size: int, write: bool = False) -> Iterator[mmap.mmap]:
+        """A shared mapping of the first `size` bytes of an mmapable array's values,
+        read-only unless `write`."""
         page = mmap.PAGESIZE
-        mm = mmap.mmap(self.fd, -(-size // page) * page, mmap.MAP_SHARED, mmap.PROT_READ)
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if write else 0)
+        mm = mmap.mmap(self.fd, -(-size // page) * page, mmap.MAP_SHARED, prot)
         try:
             yield mm
         finally:
@@ -67,6 +69,25 @@ class Map:
             out = view.copy()
             del view
         return out
+
+    def put_words(self, idx: Any, values: Any) -> None:
+        """Set the values idx[i] of an mmapable array of u64 to values[i] (numpy arrays)
+        with a memory copy through a writable mapping: a batch update costs a syscall
+        per 131,072 entries and ~0.2 us an entry in the kernel. Where the kernel refuses
+        a writable mapping, through batch updates."""
+        import numpy as np
+
+        if not len(idx):
+            return
+        top = int(idx.max()) + 1
+        try:
+            with self.mapped(top * 8, write=True) as mm:
+                view = np.frombuffer(mm, dtype=np.uint64, count=top)
+                view[idx] = values
+                del view
+        except OSError:
+            self.set_many_raw(np.asarray(idx, dtype=np.uint32).tobytes(),
+                              np.asarray(values, dtype=np.uint64).tobytes(), len(idx))
 
     def get(self, key: Any) -> Any | None:
         v = self._vbuf_t()

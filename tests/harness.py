@@ -28,12 +28,15 @@ class DP:
         if not flt.adopted:
             self.ap.assume_empty()  # create one DP per loaded filter
 
-    def apply(self, policy: str | pol.Policy | dict) -> int:
+    def apply(self, policy: str | pol.Policy | dict, incremental: bool = False) -> int:
+        """Compile and apply `policy`; `incremental` starts the compile from the policy
+        applied last, as the controller does."""
         if isinstance(policy, str):
             policy = pol.from_yaml(policy)
         elif isinstance(policy, dict):
             policy = pol.from_dict(policy)
-        w = comp.compile_policy(policy, sets.resolve(policy), self.f.sizes, self.ap.classes)
+        w = comp.compile_policy(policy, sets.resolve(policy), self.f.sizes, self.ap.classes,
+                                prev=self.ap.last if incremental else None)
         return self.ap.apply(w)
 
     def run(self, frame: Any) -> int:

@@ -245,6 +245,31 @@ def test_a_prefix_taken_out_of_a_set_stops_matching_and_one_added_starts(dp):
     assert outcome(dp, U("12.1.200.2", fr.S4)) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
 
 
+def test_where_the_kernel_refuses_a_writable_mapping_the_ipv4_table_is_written_by_batches(
+        dp, monkeypatch):
+    """The IPv4 table is written through a shared mapping of the map; a kernel that refuses
+    one (PROT_WRITE on a frozen or read-only map) gets the same words by batch updates."""
+    from xdpgate.control import maps
+
+    real = maps.mmap.mmap
+    refused = []
+
+    def no_write(fd, size, flags, prot):
+        if prot & maps.mmap.PROT_WRITE:
+            refused.append(size)
+            raise PermissionError(1, "Operation not permitted")
+        return real(fd, size, flags, prot)
+
+    monkeypatch.setattr(maps.mmap, "mmap", no_write)
+    dp.apply(blocked_by_set(["10.44.0.0/16", "10.45.1.0/24"]))
+    assert refused, "the table was not written through a mapping first"
+    monkeypatch.undo()
+    for a in ("10.44.0.1", "10.44.255.254", "10.45.1.9"):
+        assert outcome(dp, U(a, fr.S4)) == (XDP_DROP, Reason.RULE, Verdict.DROP), a
+    for a in ("10.43.255.255", "10.45.0.1", "10.45.2.1"):
+        assert outcome(dp, U(a, fr.S4)) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS), a
+
+
 def test_nested_ipv4_prefixes_of_different_sets_give_the_longest_match_its_rule(dp):
     """A /25 and a /32 inside a /24 inside a /8: each address gets the rule of the most
     specific set holding it, also where a /24 holds longer prefixes and its own class

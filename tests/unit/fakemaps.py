@@ -89,6 +89,12 @@ class FakeWords(FakeMap):
             raise OSError(28, "No space left on device")
         self.w[np.frombuffer(kbuf, dtype=np.uint32, count=n)] = np.frombuffer(vbuf, np.uint64, n)
 
+    def put_words(self, idx: np.ndarray, values: np.ndarray) -> None:
+        self.writes += len(idx)
+        if self.fail_after is not None and self.writes > self.fail_after:
+            raise OSError(28, "No space left on device")
+        self.w[idx] = values
+
     def words(self, start: int, count: int) -> np.ndarray:
         return self.w[start:start + count].copy()
 
