@@ -89,6 +89,8 @@ class Applier:
     banks: list[BankState | None] = field(default_factory=lambda: [None, None])
     last_flip: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # the config entry's read-modify-write (a flip, the heartbeat): never held for long
+    config_lock: threading.Lock = field(default_factory=threading.Lock)
     classes: dict[frozenset[str], int] = field(default_factory=dict)
     # per-rule hits of banks no longer active, by rule name
     retired_hits: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -112,10 +114,13 @@ class Applier:
         return c if c is not None else layout.Config()
 
     def write_config(self, **fields: int) -> None:
-        c = self.config()
-        for k, v in fields.items():
-            setattr(c, k, v)
-        self.maps["config"].set(ct.c_uint32(0), c)
+        """Set these fields of the config entry, keeping the others (a heartbeat never
+        undoes a flip written between its read and its write)."""
+        with self.config_lock:
+            c = self.config()
+            for k, v in fields.items():
+                setattr(c, k, v)
+            self.maps["config"].set(ct.c_uint32(0), c)
 
     @property
     def gen(self) -> int:

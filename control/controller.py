@@ -224,12 +224,13 @@ class Controller:
                         self.cfg.instance, d)
 
     def _heartbeat(self) -> None:
+        # Not under self.lock: a policy load of millions of prefixes holds it for seconds,
+        # longer than the data path waits (AWAY_NS) before a fail-closed link drops new flows.
         while not self._hb_stop.wait(HEARTBEAT_S):
             try:
-                with self.lock:
-                    if self.applier is not None:
-                        self.applier.write_config(
-                            heartbeat_ns=time.clock_gettime_ns(time.CLOCK_MONOTONIC))
+                ap = self.applier
+                if ap is not None:
+                    ap.write_config(heartbeat_ns=time.clock_gettime_ns(time.CLOCK_MONOTONIC))
             except Exception:
                 log.exception("heartbeat failed")
 

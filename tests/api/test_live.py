@@ -185,3 +185,18 @@ def test_after_a_big_set_is_loaded_the_standby_bank_catches_up_by_itself(live):
     assert c.add_set_entries("blocked", [f"{lab.client_ip4}/32"]) == 12001
     assert send_udp(lab, 4000) == 0
     assert 0 < sum(written) <= 4, written
+
+
+def test_the_heartbeat_goes_on_while_a_long_policy_load_holds_the_controller(live):
+    """Loading millions of prefixes holds the controller (and the applier) for seconds; the
+    data path must not take the controller for away meanwhile, or a fail-closed link would
+    drop its new flows for the length of every big blocklist reload."""
+    from xdpgate.control.controller import AWAY_NS, HEARTBEAT_S
+
+    lab, ctl, c = live
+    with ctl.lock, ctl.applier.lock:  # what a long apply holds
+        before = ctl.applier.config().heartbeat_ns
+        time.sleep(AWAY_NS / 1e9 + 2 * HEARTBEAT_S)
+        beat = ctl.applier.config().heartbeat_ns
+        assert beat > before
+        assert time.clock_gettime_ns(time.CLOCK_MONOTONIC) - beat < AWAY_NS
