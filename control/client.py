@@ -6,6 +6,7 @@ went wrong reaching it), never a traceback.
 
 from __future__ import annotations
 
+import errno
 import os
 from urllib.parse import quote
 from collections.abc import Iterable, Iterator
@@ -41,18 +42,25 @@ def read_token(state_dir: str | os.PathLike[str] | None = None,
     d = Path(state_dir) if state_dir is not None else default_state_dir()
     candidates = [Path(token_file)] if token_file else [d / "tokens" / "admin",
                                                          d / "tokens" / "readonly"]
-    why = []
+    why, missing = [], 0
     for p in candidates:
         try:
             tok = p.read_text().strip()
         except OSError as e:
             why.append(f"{p}: {e.strerror}")
+            missing += e.errno == errno.ENOENT
             continue
         if tok:
             return tok
         why.append(f"{p}: empty")
-    raise ClientError("no API token (" + "; ".join(why) + "); run as root, or pass "
-                      "--token-file / --state-dir, or set XDPGATE_TOKEN")
+    hints = []
+    if missing == len(candidates) and not token_file:
+        hints.append("`xdpgate run` (or `xdpgate demo`) makes the tokens when it starts: "
+                     "is it running with this state dir?")
+    if os.geteuid() != 0:
+        hints.append("the tokens are readable by root only: run as root")
+    hints.append("or pass --token-file / --state-dir, or set XDPGATE_TOKEN")
+    raise ClientError("no API token (" + "; ".join(why) + "); " + "; ".join(hints))
 
 
 def error_text(detail: Any) -> str:

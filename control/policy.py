@@ -31,8 +31,8 @@ class PolicyError(ValueError):
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         self.errors = errors
-        super().__init__("; ".join(f"{format_loc(e['loc'])}: {e['msg']}" +
-                                   (f" (line {e['line']})" if e.get("line") else "")
+        super().__init__("; ".join((f"{format_loc(e['loc'])}: " if e.get("loc") else "") +
+                                   e["msg"] + (f" (line {e['line']})" if e.get("line") else "")
                                    for e in errors))
 
 

@@ -84,7 +84,7 @@ def test_the_client_reads_the_admin_token_and_falls_back_to_readonly(tmp_path, t
     assert read_token(state) == tokens.admin
     (state / "tokens" / "admin").unlink()
     assert read_token(state) == tokens.readonly
-    with pytest.raises(ClientError, match="no API token"):
+    with pytest.raises(ClientError, match="no API token.*`xdpgate run`.*makes the tokens"):
         read_token(tmp_path / "elsewhere")
 
 

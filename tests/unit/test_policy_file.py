@@ -98,3 +98,9 @@ def test_a_set_no_rule_names_can_be_deleted_and_one_a_rule_names_cannot():
     assert "used by a rule" in e.value.errors[0]["msg"]
     with pytest.raises(NotFound):
         policy_without_set(p, "nosuch")
+
+
+def test_a_policy_file_that_is_not_there_is_named_in_a_plain_message(tmp_path):
+    with pytest.raises(pol.PolicyError) as e:
+        pol.load_file(tmp_path / "nope.yaml")
+    assert str(e.value) == f"can't read {tmp_path / 'nope.yaml'}: No such file or directory"
