@@ -94,6 +94,7 @@ class Applier:
     classes: dict[frozenset[str], int] = field(default_factory=dict)
     # per-rule hits of banks no longer active, by rule name
     retired_hits: dict[str, tuple[int, int]] = field(default_factory=dict)
+    retired_default: tuple[int, int] = (0, 0)  # ... and of their defaults
     # rule names of a bank whose contents are not known (adopted maps): the controller
     # knows which policy was running
     adopted_names: dict[int, list[str]] = field(default_factory=dict)
@@ -254,20 +255,30 @@ class Applier:
         if wait > 0:
             time.sleep(wait)
 
-    def _retire_hits(self, bank: int) -> None:
-        """Fold the per-rule hits of a bank about to be rewritten into the totals, zero them."""
-        m = self.maps["rule_hits"]
+    def _bank_names(self, bank: int) -> list[str]:
+        """The rule names a bank's hit counters are by (slot order)."""
         st = self.banks[bank]
-        names = st.rule_names if st is not None else self.adopted_names.pop(bank, [])
-        base = bank * (self.sizes.rule_max + 1)
+        return st.rule_names if st is not None else self.adopted_names.get(bank, [])
+
+    def _retire_hits(self, bank: int) -> None:
+        """Fold the per-rule and default hits of a bank about to be rewritten into the
+        totals, zero them."""
+        m = self.maps["rule_hits"]
+        names = self._bank_names(bank)
+        self.adopted_names.pop(bank, None)
+        rm = self.sizes.rule_max
+        base = bank * (rm + 1)
         zero = (layout.Counter * m.ncpu)()
-        for slot in range(self.sizes.rule_max + 1):
+        for slot in range(rm + 1):
             v = m.get(ct.c_uint32(base + slot))
             if v is None:
                 continue
             pk, by = m.sum(v)
             if pk or by:
-                if slot < len(names) and names[slot]:
+                if slot == rm:
+                    a, b = self.retired_default
+                    self.retired_default = (a + pk, b + by)
+                elif slot < len(names) and names[slot]:
                     name = names[slot]
                     a, b = self.retired_hits.get(name, (0, 0))
                     self.retired_hits[name] = (a + pk, b + by)
@@ -445,27 +456,33 @@ class Applier:
 
     # ---- per-rule hits ------------------------------------------------------
     def rule_hits(self) -> dict[str, tuple[int, int]]:
-        """Packets and bytes per rule name: retired banks plus the active one."""
+        """Packets and bytes per rule name since this Applier began: retired banks plus
+        both banks (the inactive one holds the previous policy's hits until it is
+        rewritten), so a rule's count never goes down when the policy changes."""
         out = dict(self.retired_hits)
-        bank = self.active_bank()
-        st = self.banks[bank]
         m = self.maps["rule_hits"]
-        base = bank * (self.sizes.rule_max + 1)
-        names = st.rule_names if st else []
-        for slot, name in enumerate(names):
-            v = m.get(ct.c_uint32(base + slot))
-            if v is None:
-                continue
-            pk, by = m.sum(v)
-            a, b = out.get(name, (0, 0))
-            out[name] = (a + pk, b + by)
+        for bank in (0, 1):
+            base = bank * (self.sizes.rule_max + 1)
+            for slot, name in enumerate(self._bank_names(bank)):
+                v = m.get(ct.c_uint32(base + slot)) if name else None
+                if v is None:
+                    continue
+                pk, by = m.sum(v)
+                a, b = out.get(name, (0, 0))
+                out[name] = (a + pk, b + by)
         return out
 
     def default_hits(self) -> tuple[int, int]:
-        bank = self.active_bank()
+        """Packets and bytes the default decided, counted as rule_hits counts."""
+        pk, by = self.retired_default
         m = self.maps["rule_hits"]
-        v = m.get(ct.c_uint32(bank * (self.sizes.rule_max + 1) + self.sizes.rule_max))
-        return m.sum(v) if v is not None else (0, 0)
+        rm = self.sizes.rule_max
+        for bank in (0, 1):
+            v = m.get(ct.c_uint32(bank * (rm + 1) + rm))
+            if v is not None:
+                a, b = m.sum(v)
+                pk, by = pk + a, by + b
+        return pk, by
 
 
 def _lpm_delta(cur: BankState, new: Wanted, active: BankState | None,

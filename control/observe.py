@@ -243,8 +243,12 @@ def pinned_stats(maps: MapSet, rule_names: list[str]) -> dict[str, Any]:
         v = hits.get(ct.c_uint32(bank * (rm + 1) + slot))
         pk, by = hits.sum(v) if v is not None else (0, 0)
         rows.append({"name": name, "packets": pk, "bytes": by})
-    v = hits.get(ct.c_uint32(bank * (rm + 1) + rm))
-    pk, by = hits.sum(v) if v is not None else (0, 0)
+    pk = by = 0
+    for b in (0, 1):  # the default's hits of both banks (rule slots differ between them)
+        v = hits.get(ct.c_uint32(b * (rm + 1) + rm))
+        if v is not None:
+            p, n = hits.sum(v)
+            pk, by = pk + p, by + n
     out["rules"] = rows
     out["default"] = {"packets": pk, "bytes": by}
     out.update(dims(maps))

@@ -85,6 +85,7 @@ class DP:
                 m.set(k, zero)
         self.maps["expect_live"].set(u32(0), ct.c_uint64(0))
         self.ap.retired_hits.clear()
+        self.ap.retired_default = (0, 0)
 
     def config(self, **fields: int) -> None:
         self.ap.write_config(**fields)

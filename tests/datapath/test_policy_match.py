@@ -118,6 +118,23 @@ def test_first_match_wins_and_unmatched_traffic_takes_the_default(dp):
     assert hits["web"][1] == len(T(dport=443))
 
 
+def test_rule_and_default_hits_only_grow_across_policy_changes(dp):
+    """Hits are counted by rule name (and the default's) across policy changes: the bank of
+    the policy before keeps its hits until it is rewritten, and they count meanwhile (a
+    counter that fell after each change would read as a reset to Prometheus)."""
+    one = {"default": "allow", "rules": [{"name": "a", "match": {"dst_port": 9}, "action": "drop"}]}
+    two = {"default": "allow", "rules": [{"name": "b", "match": {"dst_port": 10}, "action": "drop"},
+                                         *one["rules"]]}
+    seen = []
+    for policy, sport in ((one, 1000), (two, 2000), (one, 3000), (two, 4000)):
+        dp.apply(policy)
+        for i in range(3):
+            dp.run(fr.udp(sport=sport + i, dport=9))
+        dp.run(fr.udp(sport=sport, dport=53))
+        seen.append((dp.ap.rule_hits()["a"][0], dp.ap.default_hits()[0]))
+    assert seen == [(3, 1), (6, 2), (9, 3), (12, 4)]
+
+
 def test_swapping_two_rules_swaps_the_winner(dp):
     swapped = ORDERED.replace("admin-ssh", "TMP").replace("no-ssh", "admin-ssh")
     lines = swapped.splitlines()

@@ -102,6 +102,11 @@ def test_rule_hits_survive_bank_flips_by_rule_name():
     base = ap.active_bank() * (ms.sizes.rule_max + 1)
     cell = (layout.Counter * 2)(layout.Counter(3, 300), layout.Counter(2, 200))
     ms["rule_hits"].set(ct.c_uint32(base), cell)
+    ms["rule_hits"].set(ct.c_uint32(base + ms.sizes.rule_max), cell)  # the default's
     ap.apply(compiled("rules:\n  - {name: b, action: drop}\n  - {name: a, action: drop}\n"))
+    assert ap.rule_hits()["a"] == (5, 500)  # still in the inactive bank
+    assert ap.default_hits() == (5, 500)
     ap.apply(compiled("rules:\n  - {name: c, action: drop}\n"))  # retires the first bank
     assert ap.rule_hits()["a"] == (5, 500)
+    assert ap.default_hits() == (5, 500)
+    assert all(v.pkts == 0 for v in ms["rule_hits"].get(ct.c_uint32(base)))
