@@ -283,7 +283,8 @@ def register(app: typer.Typer) -> None:
         ip: Annotated[str | None, typer.Option(help="either endpoint, address or CIDR")] = None,
         port: Annotated[int | None, typer.Option(help="either port")] = None,
         verdict: Annotated[str | None, typer.Option(help="allow, drop, reject, ...")] = None,
-        sort: Annotated[str, typer.Option(help="bytes, packets, age or idle")] = "bytes",
+        sort: Annotated[str, typer.Option(
+            help="bytes, packets, age or idle (most first: the oldest, the longest idle)")] = "bytes",
         url: Url = None, state_dir: StateDirOpt = None, token_file: TokenFile = None,
         cacert: CaCert = None,
         pinned: Pinned = False, instance: Instance = "default", netns: Netns = None,

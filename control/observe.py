@@ -188,7 +188,7 @@ def flows(maps: MapSet, *, app: str | None = None, category: str | None = None,
     rank = {
         "packets": lambda: f["pkts"].sum(axis=1, dtype=np.uint64),
         "age": lambda: -f["first_ns"].astype(np.int64),
-        "idle": lambda: f["last_ns"],
+        "idle": lambda: -f["last_ns"].astype(np.int64),  # the longest idle first
     }.get(sort, lambda: f["bytes"].sum(axis=1, dtype=np.uint64))()[idx]
     n = max(0, min(limit, len(idx)))
     if 0 < n < len(idx):  # the n best, then those in order

@@ -210,3 +210,28 @@ def test_listing_a_big_table_answers_as_a_walk_through_every_entry_would(dp):
         lambda k, f: lo <= bytes(k.addr_a) <= hi, 10**6)
     assert listed(verdict="drop", limit=50) == walk(
         lambda k, f: f.override == layout.Action.DROP, 50)
+
+
+def test_listing_by_age_idle_time_and_packets_puts_the_oldest_the_most_idle_and_the_busiest_first(dp):
+    from xdpgate.control import observe
+    from xdpgate.control.maps import addr16
+
+    now = dp.now_ns()
+    keys, vals = [], []
+    for i in range(50):
+        k = layout.FlowKey(proto=17, port_a=fr.htons(1000 + i), port_b=fr.htons(53))
+        k.addr_a[:] = addr16("10.0.0.1")
+        k.addr_b[:] = addr16("192.0.2.1")
+        keys.append(k)
+        # first seen i*3 s ago, last seen (i*7 % 50) s ago, (i*11 % 50) + 1 packets
+        vals.append(layout.Flow(init_is_a=1, pkts=((i * 11) % 50 + 1, 0), bytes=(100, 0),
+                                first_ns=now - i * 3 * 10**9, last_ns=now - (i * 7 % 50) * 10**9))
+    dp.maps.flowtable.set_many(keys, vals)
+
+    def top(sort):
+        return [r[{"age": "age_s", "idle": "idle_s", "packets": "pkts_fwd"}[sort]]
+                for r in observe.flows(dp.maps, sort=sort, limit=5)]
+
+    assert [round(a) for a in top("age")] == [147, 144, 141, 138, 135]
+    assert [round(a) for a in top("idle")] == [49, 48, 47, 46, 45]
+    assert top("packets") == [50, 49, 48, 47, 46]
