@@ -100,6 +100,9 @@ class Applier:
     adopted_names: dict[int, list[str]] = field(default_factory=dict)
     # the Wanted applied last: the next compile starts from it (compile_policy's prev)
     last: Wanted | None = None
+    # rule names of the running policy generation and of the one before, by generation:
+    # a flow's cached rule slot is of the generation it was decided under
+    gen_names: dict[int, list[str]] = field(default_factory=dict)
 
     def assume_empty(self) -> None:
         """The maps were just created: both banks are known to be empty (no read-back)."""
@@ -195,6 +198,8 @@ class Applier:
                 raise _map_error(e) from None
             self.write_config(gen=gen + 1)
             self.last_flip = time.monotonic()
+            self.gen_names = {**{g: n for g, n in self.gen_names.items() if g == gen},
+                              gen + 1: list(wanted.rule_names)}
             self.banks[target] = BankState.holding(wanted, bases4, hint, stale,
                                                    lpm_base=wanted.lpm_base,
                                                    lpm_touched=wanted.lpm_touched)

@@ -135,8 +135,9 @@ class Controller:
             # the running filter counted its rules by the last policy we persisted
             try:
                 running = pol.load_file(self.state.policy_file)
-                self.applier.adopted_names[self.applier.active_bank()] = [
-                    r.name for r in running.rules]
+                names = [r.name for r in running.rules]
+                self.applier.adopted_names[self.applier.active_bank()] = names
+                self.applier.gen_names[self.applier.gen] = names
             except PolicyError:
                 pass  # only the rule names of old counters are lost
         try:
@@ -561,7 +562,8 @@ class Controller:
               limit: int = 100) -> list[dict[str, Any]]:
         assert self.filter is not None
         return observe.flows(self.filter.maps, app=app, category=category, ip=ip, port=port,
-                             verdict=verdict, sort=sort, limit=limit, rule_names=self._rule_names())
+                             verdict=verdict, sort=sort, limit=limit,
+                             rule_names=self.applier.gen_names if self.applier else None)
 
     def stats(self) -> dict[str, Any]:
         assert self.filter is not None and self.applier is not None

@@ -88,10 +88,12 @@ def dims(maps: MapSet, flows_by_app: dict[str, int] | None = None,
 
 
 def flow_view(k: layout.FlowKey, f: layout.Flow, now_ns: int,
-              rule_names: list[str] | None = None,
+              rule_names: dict[int, list[str]] | None = None,
               pending: layout.Class | None = None) -> dict[str, Any]:
     """One flow, client first (the side that sent the first packet). A label still in the
-    mailbox (the flow has had no packet since) is shown as the flow's class."""
+    mailbox (the flow has had no packet since) is shown as the flow's class. The rule is
+    named by the names of the policy generation its verdict was cached under (a flow idle
+    since a policy change holds a slot of the policy before; none when that is unknown)."""
     tx = _taxonomy()
     if pending is not None and not f.flags & layout.FlowFlag.CLASSIFIED:
         f = layout.Flow.from_buffer_copy(f)
@@ -110,8 +112,9 @@ def flow_view(k: layout.FlowKey, f: layout.Flow, now_ns: int,
         act = f.override
     rule = f.rule[0] if f.rule[0] != layout.RULE_NONE else f.rule[1]
     rule_name = None
-    if rule_names is not None and rule != layout.RULE_NONE and rule < len(rule_names):
-        rule_name = rule_names[rule]
+    names = (rule_names or {}).get(f.pol_gen)
+    if names is not None and rule != layout.RULE_NONE and rule < len(names):
+        rule_name = names[rule]
     return {
         "l4": L4.get(k.proto, "other"), "proto": k.proto,
         "src": src, "sport": sport, "dst": dst, "dport": dport,
@@ -139,11 +142,18 @@ def _port(p: int) -> int:
 def flows(maps: MapSet, *, app: str | None = None, category: str | None = None,
           ip: str | None = None, port: int | None = None, verdict: str | None = None,
           sort: str = "bytes", limit: int = 100,
-          rule_names: list[str] | None = None) -> list[dict[str, Any]]:
+          rule_names: dict[int, list[str]] | list[str] | None = None) -> list[dict[str, Any]]:
     """Flows matching the filters, best first by `sort`. The table is copied out once
     (FlowTable.snapshot), filtered and ranked as arrays; only the rows returned are turned
-    into dicts, so a table of a million flows answers in well under a second."""
+    into dicts, so a table of a million flows answers in well under a second. `rule_names`:
+    per policy generation (Applier.gen_names), or a list for the running one."""
+    import ctypes as ct
+
     import numpy as np
+
+    if isinstance(rule_names, list):
+        cfg = maps["config"].get(ct.c_uint32(0))
+        rule_names = {cfg.gen if cfg is not None else 0: rule_names}
 
     tx = _taxonomy()
     now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)

@@ -195,3 +195,31 @@ def test_an_sdp_expectation_labels_a_flow_from_its_first_packet_while_one_can_li
     dp.maps["expect_live"].set(ct.c_uint32(0), ct.c_uint64(dp.now_ns() - 10**9))
     dp.run(U(fr.C4, fr.S4, sport=40001, dport=30000))
     assert dp.events()[Event.EXPECT_HIT] == 1
+
+
+def test_a_flow_idle_since_a_policy_change_is_listed_with_the_rule_that_decided_it(dp):
+    """Its cached rule slot is of the policy it was decided under: listed by that policy's
+    names, not by whichever rule holds the slot now; once that policy is two changes back,
+    the rule is not named at all (rather than misnamed)."""
+    from xdpgate.control import observe
+
+    def policy(*names):
+        return {"default": "allow", "rules": [
+            {"name": n, "match": {"proto": "udp", "dst_port": 100 + i}, "action": "allow"}
+            for i, n in enumerate(names)]}
+
+    def listed(dport):
+        rows = observe.flows(dp.maps, port=dport, rule_names=dp.ap.gen_names)
+        assert len(rows) == 1
+        return rows[0]["rule"]
+
+    dp.apply(policy("dns", "web"))
+    dp.run(U(dport=101))
+    assert listed(101) == "web"
+    dp.apply(policy("voice", "dns", "web"))  # slot 1 is "dns" now, and port 101 its port
+    assert listed(101) == "web"  # idle since: still the rule that decided it
+    dp.run(U(dport=101))
+    assert listed(101) == "dns"  # decided afresh
+    dp.apply(policy("a", "b"))
+    dp.apply(policy("c", "d"))
+    assert listed(101) is None  # decided two policies back: not named
