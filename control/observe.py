@@ -89,11 +89,13 @@ def dims(maps: MapSet, flows_by_app: dict[str, int] | None = None,
 
 def flow_view(k: layout.FlowKey, f: layout.Flow, now_ns: int,
               rule_names: dict[int, list[str]] | None = None,
-              pending: layout.Class | None = None) -> dict[str, Any]:
+              pending: layout.Class | None = None, flow_first: bool = True) -> dict[str, Any]:
     """One flow, client first (the side that sent the first packet). A label still in the
     mailbox (the flow has had no packet since) is shown as the flow's class. The rule is
     named by the names of the policy generation its verdict was cached under (a flow idle
-    since a policy change holds a slot of the policy before; none when that is unknown)."""
+    since a policy change holds a slot of the policy before; none when that is unknown).
+    A controller verdict is the flow's verdict where the policy lets it beat the rules
+    (`flow_first`, policy `flow_verdicts: override`), as in the data path."""
     tx = _taxonomy()
     if pending is not None and not f.flags & layout.FlowFlag.CLASSIFIED:
         f = layout.Flow.from_buffer_copy(f)
@@ -108,9 +110,9 @@ def flow_view(k: layout.FlowKey, f: layout.Flow, now_ns: int,
         src, sport, dst, dport, osrc, odst = b, pb, a, pa, ob, oa
     classified = bool(f.flags & layout.FlowFlag.CLASSIFIED)
     act = f.action[0] if f.action[0] != layout.Action.NONE else f.action[1]
-    if f.override != layout.Action.NONE:
-        act = f.override
     rule = f.rule[0] if f.rule[0] != layout.RULE_NONE else f.rule[1]
+    if flow_first and f.override != layout.Action.NONE:
+        act, rule = f.override, layout.RULE_NONE
     rule_name = None
     names = (rule_names or {}).get(f.pol_gen)
     if names is not None and rule != layout.RULE_NONE and rule < len(names):
@@ -151,9 +153,12 @@ def flows(maps: MapSet, *, app: str | None = None, category: str | None = None,
 
     import numpy as np
 
+    cfg = maps["config"].get(ct.c_uint32(0))
+    gen = cfg.gen if cfg is not None else 0
     if isinstance(rule_names, list):
-        cfg = maps["config"].get(ct.c_uint32(0))
-        rule_names = {cfg.gen if cfg is not None else 0: rule_names}
+        rule_names = {gen: rule_names}
+    header = maps["policy"].get(ct.c_uint32(gen & 1))
+    flow_first = bool(header.flow_first) if header is not None else True
 
     tx = _taxonomy()
     now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
@@ -188,8 +193,9 @@ def flows(maps: MapSet, *, app: str | None = None, category: str | None = None,
         keep &= _in_range(k["addr_a"], lo, hi) | _in_range(k["addr_b"], lo, hi)
     if verdict is not None:
         none = layout.Action.NONE
-        act = np.where(f["override"] != none, f["override"],
-                       np.where(f["action"][:, 0] != none, f["action"][:, 0], f["action"][:, 1]))
+        act = np.where(f["action"][:, 0] != none, f["action"][:, 0], f["action"][:, 1])
+        if flow_first:
+            act = np.where(f["override"] != none, f["override"], act)
         if verdict == "pending":
             keep &= ~np.isin(act, list(ACTION_NAMES))
         else:
@@ -210,7 +216,7 @@ def flows(maps: MapSet, *, app: str | None = None, category: str | None = None,
         key = layout.FlowKey.from_buffer_copy(k[i].tobytes())
         fl = layout.Flow.from_buffer_copy(f[i].tobytes())
         pend = None if classified[i] else pending.get(bytes(key))
-        out.append(flow_view(key, fl, now, rule_names, pend))
+        out.append(flow_view(key, fl, now, rule_names, pend, flow_first))
     return out
 
 

@@ -167,6 +167,27 @@ def test_the_flow_verdict_of_the_controller_overrides_the_rules(dp):
     assert dp.maps["mailbox"].get(key) is None, "the label is taken, not left behind"
 
 
+@pytest.mark.parametrize("mode,verdict", [("override", "drop"), ("rules", "allow")])
+def test_a_flow_is_listed_with_the_verdict_its_packets_get(dp, mode, verdict):
+    """A controller verdict is the flow's verdict only where the policy lets it beat the
+    rules (`flow_verdicts: override`); with `rules` the flow is listed as the rules decide
+    it, and its packets pass, as listed."""
+    from xdpgate.control import layout, observe
+
+    dp.apply(f"default: allow\nflow_verdicts: {mode}\n")
+    dp.config(sample_pkts=8, fail_closed=0)
+    dp.run(T(dport=22, flags="PA", payload=b"SSH-2.0-x\r\n"))
+    key, _ = only_flow(dp)
+    dp.maps["mailbox"].set(key, layout.Class(app=0, category=0, call=0,
+                                             override=Action.DROP, confidence=100))
+    rv = dp.run(T(dport=22, flags="A"))
+    assert rv == (XDP_DROP if verdict == "drop" else XDP_PASS)
+    (row,) = observe.flows(dp.maps)
+    assert row["verdict"] == verdict
+    assert len(observe.flows(dp.maps, verdict=verdict)) == 1
+    assert observe.flows(dp.maps, verdict="allow" if verdict == "drop" else "drop") == []
+
+
 def test_a_flow_the_controller_was_sent_no_sample_of_does_not_look_in_the_mailbox(dp):
     """Only a sampled flow can have a label waiting: flows without sampling, and flows whose
     samples were all lost or which sent only bare TCP segments so far, skip the lookup."""
