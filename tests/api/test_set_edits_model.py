@@ -3,14 +3,15 @@ sequences of entries added (new ones and repeats), removed (members and stranger
 and many: a few are cut out of the set file line by line, many filtered in one pass), and
 whole sets put, on sets big enough to be kept as files in the state dir and crossing that
 size both ways, with and without a rule naming the set. After every edit the set holds
-exactly the list's entries in its order, its file says the same, and the packets of the
-entries added and removed last get the rule's verdict (root; fails, never skips)."""
+exactly the list's entries in its order, its file says the same, and packets from the
+entries the edit named get the rule's verdict (root; fails, never skips)."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import secrets
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -107,7 +108,8 @@ def test_a_set_edited_in_any_order_holds_what_a_plain_list_holds(ctl, data):
                 model = list(dict.fromkeys(entries))
                 got = ctl.put_set(name, entries, actor="test")
             elif op == "add":
-                model += [e for e in dict.fromkeys(entries) if e not in set(model)]
+                have = set(model)
+                model += [e for e in dict.fromkeys(entries) if e not in have]
                 got = ctl.add_set_entries(name, entries, actor="test")
             else:
                 gone = set(entries)
@@ -117,7 +119,7 @@ def test_a_set_edited_in_any_order_holds_what_a_plain_list_holds(ctl, data):
             assert ctl.get_set(name) == model, f"after {op} of {len(entries)}"
             d = ctl.policy.sets[name]
             if isinstance(d, SetFile):
-                text = open(d.file).read()
+                text = Path(d.file).read_text()
                 assert text == "".join(e + "\n" for e in model), f"the set file after {op}"
             if ruled:
                 nets = [ipaddress.ip_network(e) for e in model]
