@@ -89,8 +89,11 @@ class Applier:
     banks: list[BankState | None] = field(default_factory=lambda: [None, None])
     last_flip: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # the config entry's read-modify-write (a flip, the heartbeat): never held for long
+    # the config entry's read-modify-write (a flip, the heartbeat), and the hit counters'
+    # moves into the totals (readers of the hits need not wait for a long apply): each
+    # held for a map write or a few hundred
     config_lock: threading.Lock = field(default_factory=threading.Lock)
+    hits_lock: threading.Lock = field(default_factory=threading.Lock)
     classes: dict[frozenset[str], int] = field(default_factory=dict)
     # per-rule hits of banks no longer active, by rule name
     retired_hits: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -196,13 +199,16 @@ class Applier:
             except OSError as e:
                 self.banks[target] = None
                 raise _map_error(e) from None
+            # the bank's state (its rule names) before the flip: a reader of the hits never
+            # pairs the new policy's counters with the old names
+            state = BankState.holding(wanted, bases4, hint, stale, lpm_base=wanted.lpm_base,
+                                      lpm_touched=wanted.lpm_touched)
+            with self.hits_lock:
+                self.banks[target] = state
             self.write_config(gen=gen + 1)
             self.last_flip = time.monotonic()
             self.gen_names = {**{g: n for g, n in self.gen_names.items() if g == gen},
                               gen + 1: list(wanted.rule_names)}
-            self.banks[target] = BankState.holding(wanted, bases4, hint, stale,
-                                                   lpm_base=wanted.lpm_base,
-                                                   lpm_touched=wanted.lpm_touched)
             other = self.banks[target ^ 1]
             if other is not None:  # what it came from is needed no more: let it go
                 other.lpm_base = other.lpm_touched = None
@@ -268,6 +274,13 @@ class Applier:
     def _retire_hits(self, bank: int) -> None:
         """Fold the per-rule and default hits of a bank about to be rewritten into the
         totals, zero them."""
+        with self.hits_lock:
+            self._retire_hits_locked(bank)
+        bk = self.maps["buckets"]
+        for slot in range(self.sizes.rule_max):
+            bk.set(ct.c_uint32(bank * self.sizes.rule_max + slot), layout.Bucket())
+
+    def _retire_hits_locked(self, bank: int) -> None:
         m = self.maps["rule_hits"]
         names = self._bank_names(bank)
         self.adopted_names.pop(bank, None)
@@ -288,9 +301,6 @@ class Applier:
                     a, b = self.retired_hits.get(name, (0, 0))
                     self.retired_hits[name] = (a + pk, b + by)
                 m.set(ct.c_uint32(base + slot), zero)
-        bk = self.maps["buckets"]
-        for slot in range(self.sizes.rule_max):
-            bk.set(ct.c_uint32(bank * self.sizes.rule_max + slot), layout.Bucket())
 
     def _write_bank(self, bank: int, cur: BankState, new: Wanted,
                     ) -> tuple[dict[int, int], bytes, int]:
@@ -464,29 +474,31 @@ class Applier:
         """Packets and bytes per rule name since this Applier began: retired banks plus
         both banks (the inactive one holds the previous policy's hits until it is
         rewritten), so a rule's count never goes down when the policy changes."""
-        out = dict(self.retired_hits)
-        m = self.maps["rule_hits"]
-        for bank in (0, 1):
-            base = bank * (self.sizes.rule_max + 1)
-            for slot, name in enumerate(self._bank_names(bank)):
-                v = m.get(ct.c_uint32(base + slot)) if name else None
-                if v is None:
-                    continue
-                pk, by = m.sum(v)
-                a, b = out.get(name, (0, 0))
-                out[name] = (a + pk, b + by)
-        return out
+        with self.hits_lock:
+            out = dict(self.retired_hits)
+            m = self.maps["rule_hits"]
+            for bank in (0, 1):
+                base = bank * (self.sizes.rule_max + 1)
+                for slot, name in enumerate(self._bank_names(bank)):
+                    v = m.get(ct.c_uint32(base + slot)) if name else None
+                    if v is None:
+                        continue
+                    pk, by = m.sum(v)
+                    a, b = out.get(name, (0, 0))
+                    out[name] = (a + pk, b + by)
+            return out
 
     def default_hits(self) -> tuple[int, int]:
         """Packets and bytes the default decided, counted as rule_hits counts."""
-        pk, by = self.retired_default
         m = self.maps["rule_hits"]
         rm = self.sizes.rule_max
-        for bank in (0, 1):
-            v = m.get(ct.c_uint32(bank * (rm + 1) + rm))
-            if v is not None:
-                a, b = m.sum(v)
-                pk, by = pk + a, by + b
+        with self.hits_lock:
+            pk, by = self.retired_default
+            for bank in (0, 1):
+                v = m.get(ct.c_uint32(bank * (rm + 1) + rm))
+                if v is not None:
+                    a, b = m.sum(v)
+                    pk, by = pk + a, by + b
         return pk, by
 
 

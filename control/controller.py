@@ -569,9 +569,11 @@ class Controller:
         assert self.filter is not None and self.applier is not None
         maps = self.filter.maps
         out = observe.counters(maps)
-        with self.lock:
-            hits = self.applier.rule_hits()
-            names = self._rule_names()
+        # not under self.lock: a scrape must not wait seconds for a big policy load (the
+        # hits are read under the applier's hits_lock; a rule of a policy being applied
+        # shows its hits once that policy runs)
+        hits = self.applier.rule_hits()
+        names = self._rule_names()
         out["rules"] = [{"name": n, "packets": hits.get(n, (0, 0))[0],
                          "bytes": hits.get(n, (0, 0))[1]} for n in names]
         pk, by = self.applier.default_hits()

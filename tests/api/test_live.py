@@ -200,3 +200,17 @@ def test_the_heartbeat_goes_on_while_a_long_policy_load_holds_the_controller(liv
         beat = ctl.applier.config().heartbeat_ns
         assert beat > before
         assert time.clock_gettime_ns(time.CLOCK_MONOTONIC) - beat < AWAY_NS
+
+
+def test_stats_and_metrics_answer_while_a_long_policy_load_holds_the_controller(live):
+    """A scrape during a big blocklist load gets its answer at once, not when the load is
+    done (a million prefixes hold the controller for seconds)."""
+    import concurrent.futures
+
+    lab, ctl, c = live
+    send_udp(lab, 7001, n=3)
+    # the pool outermost: the locks are let go before it waits for its threads
+    with concurrent.futures.ThreadPoolExecutor(2) as pool, ctl.lock, ctl.applier.lock:
+        stats, metrics = pool.submit(c.stats), pool.submit(c.metrics)
+        assert stats.result(timeout=5)["by_action"]["pass"]["packets"] >= 3
+        assert "xdpgate_default_packets" in metrics.result(timeout=5)
