@@ -196,6 +196,7 @@ class Applier:
             try:
                 self._retire_hits(target)
                 bases4, hint, stale = self._write_bank(target, cur, wanted)
+                self._carry_buckets(target, wanted)
             except OSError as e:
                 self.banks[target] = None
                 raise _map_error(e) from None
@@ -276,9 +277,29 @@ class Applier:
         totals, zero them."""
         with self.hits_lock:
             self._retire_hits_locked(bank)
+
+    def _carry_buckets(self, bank: int, new: Wanted) -> None:
+        """The per-rule token buckets of `bank` for `new`: a rule of the running policy
+        with the same name and the same limit keeps its bucket as it is now (a policy
+        change is no fresh burst); every other rule's starts full."""
+        rm = self.sizes.rule_max
         bk = self.maps["buckets"]
-        for slot in range(self.sizes.rule_max):
-            bk.set(ct.c_uint32(bank * self.sizes.rule_max + slot), layout.Bucket())
+        active = self.banks[bank ^ 1]
+        running = {}
+        if active is not None:
+            for j, (name, r) in enumerate(zip(active.rule_names, active.rules)):
+                if name and r[1]:  # a rate limit (rl_unit) of its own
+                    running[name] = (j, r)
+        keys, vals = [], []
+        for i in range(rm):
+            b = None
+            if i < len(new.rules) and new.rules[i][1]:
+                j, r = running.get(new.rule_names[i], (-1, None))
+                if r == new.rules[i]:
+                    b = bk.get(ct.c_uint32((bank ^ 1) * rm + j))
+            keys.append(ct.c_uint32(bank * rm + i))
+            vals.append(b if b is not None else layout.Bucket())
+        bk.set_many(keys, vals)
 
     def _retire_hits_locked(self, bank: int) -> None:
         m = self.maps["rule_hits"]

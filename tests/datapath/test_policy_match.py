@@ -187,6 +187,25 @@ rules:
     assert outcome(dp, U(dport=54)) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
 
 
+def test_a_policy_change_gives_a_rate_limited_rule_no_fresh_burst(dp):
+    """A per-rule bucket is kept through a change that leaves the rule's name and limit
+    as they were (an API edit a minute would otherwise grant a burst a minute); a rule
+    whose limit changed starts with a full bucket."""
+    # 1 byte/s (nothing comes back while the test runs), a burst of two or three 54-byte frames
+    limited = "  - {name: slow-dns, match: {proto: udp, dst_port: 53}, action: rate_limit,\n" \
+              "     rate_limit: {bps: 8bit, burst: %d}}\n"
+    other = "  - {name: no-telnet, match: {proto: tcp, dst_port: 23}, action: drop}\n"
+    assert len(U(sport=40000, dport=53)) == 54
+    dp.apply("default: allow\nrules:\n" + limited % 120)
+    got = [outcome(dp, U(sport=40000 + i, dport=53))[2] for i in range(3)]
+    assert got == [Verdict.PASS, Verdict.PASS, Verdict.DROP]  # the burst, spent
+    dp.apply("default: allow\nrules:\n" + other + limited % 120)  # its slot moves: 0 -> 1
+    assert outcome(dp, U(sport=40010, dport=53))[2] == Verdict.DROP
+    dp.apply("default: allow\nrules:\n" + other + limited % 170)  # a new limit: a new bucket
+    got = [outcome(dp, U(sport=40020 + i, dport=53))[2] for i in range(4)]
+    assert got == [Verdict.PASS] * 3 + [Verdict.DROP]
+
+
 def test_a_policy_change_reaches_a_running_flow(dp):
     flow = T(flags="A", dport=8080)
     assert outcome(dp, flow) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS)
