@@ -285,6 +285,35 @@ static __always_inline int tb_take(struct xg_bucket *b, struct xg_rule *r, __u64
 	return 1;
 }
 
+/* The same bucket shared by every CPU (a per-rule limit): without a lock, two CPUs that
+ * read and wrote it at once each lost the other's take, and a limit hit from two CPUs let
+ * 1.8 times its rate through (measured). Here the refill of an interval is credited once,
+ * by the CPU whose compare-and-swap moves last_ns to its time, never past the burst; a take
+ * is an atomic subtraction, given back when the bucket had too little. Tokens are signed
+ * while takes race. */
+static __always_inline int tb_take_shared(struct xg_bucket *b, struct xg_rule *r, __u64 now,
+					  __u64 bytes)
+{
+	__s64 cost = (r->rl_unit == XG_RL_PPS ? 1 : bytes) * 1000000000ULL;
+	__s64 cap = r->rl_burst * 1000000000ULL;
+	__u64 last = *(volatile __u64 *)&b->last_ns;
+	if (now > last && __sync_val_compare_and_swap(&b->last_ns, last, now) == last) {
+		__u64 el = now - last;
+		if (el > 1000000000ULL)
+			el = 1000000000ULL;
+		__s64 t = *(volatile __s64 *)&b->tokens;
+		__s64 add = el * r->rl_rate;
+		if (last == 0 || add > cap - t) /* a new bucket starts full */
+			add = cap - t;
+		if (add > 0)
+			__sync_fetch_and_add((__s64 *)&b->tokens, add);
+	}
+	if (__sync_fetch_and_add((__s64 *)&b->tokens, -cost) >= cost)
+		return 1;
+	__sync_fetch_and_add((__s64 *)&b->tokens, cost);
+	return 0;
+}
+
 static __always_inline void dim_count(__u32 idx, __u64 bytes)
 {
 	xg_count(dims.lookup(&idx), bytes);
@@ -788,7 +817,7 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 				f->tb_last_ns = b.last_ns;
 			} else {
 				struct xg_bucket *b = buckets.lookup(&rk);
-				ok = b ? tb_take(b, rl, bpf_ktime_get_ns(), bytes) : 1;
+				ok = b ? tb_take_shared(b, rl, bpf_ktime_get_ns(), bytes) : 1;
 			}
 			if (!ok)
 				return xg_exit(XG_V_DROP, XG_R_RATE_LIMIT, bytes);

@@ -152,7 +152,7 @@ struct xg_rule {
 
 /* Token bucket of a rate-limited rule (per: rule). */
 struct xg_bucket {
-	__u64 tokens; /* tokens * 1e9 */
+	__u64 tokens; /* tokens * 1e9 (signed while takes race: tb_take_shared) */
 	__u64 last_ns;
 };
 

@@ -5,6 +5,7 @@ already running."""
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 import yaml
@@ -204,6 +205,39 @@ def test_a_policy_change_gives_a_rate_limited_rule_no_fresh_burst(dp):
     dp.apply("default: allow\nrules:\n" + other + limited % 170)  # a new limit: a new bucket
     got = [outcome(dp, U(sport=40020 + i, dport=53))[2] for i in range(4)]
     assert got == [Verdict.PASS] * 3 + [Verdict.DROP]
+
+
+def test_a_per_rule_limit_hit_from_two_cpus_at_once_lets_through_no_more_than_its_rate(dp):
+    """Two CPUs take from one rule's bucket at the same time (test-runs from two threads
+    pinned to two CPUs): what passes stays within the burst plus the rate over the time
+    they ran. A bucket read and written without care let 1.8 times the rate through."""
+    import os
+    import threading
+
+    from xdpgate.control import bpfsys
+
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    assert len(cpus) == 2, "this test needs two CPUs (CI has them)"
+    pps, burst = 200_000, 50
+    dp.apply("default: allow\nrules:\n  - {name: lim, match: {proto: udp, dst_port: 53}, "
+             f"action: rate_limit, rate_limit: {{pps: {pps}, burst: {burst}}}}}\n")
+    frame = bytes(U(dport=53))
+
+    def blast(cpu: int) -> None:
+        os.sched_setaffinity(0, {cpu})
+        for _ in range(4):
+            bpfsys.test_run(dp.f.prog_fd, frame, repeat=100_000)
+
+    threads = [threading.Thread(target=blast, args=(c,)) for c in cpus]
+    t0 = time.monotonic_ns()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ran_s = (time.monotonic_ns() - t0) / 1e9
+    passed = dp.count(Reason.RULE, Verdict.PASS)
+    assert passed + dp.count(Reason.RATE_LIMIT, Verdict.DROP) == 800_000
+    assert 0 < passed <= burst + pps * ran_s
 
 
 def test_a_policy_change_reaches_a_running_flow(dp):
