@@ -18,6 +18,10 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictBool, ValidationError,
                       field_validator, model_validator)
 
 MAX_RULES = 256
+# token buckets count bytes (or packets) * 1e9 in signed 64 bits (bpf/xdpgate.c tb_take):
+# a second's refill at the rate, and the burst, must fit
+BPS_MAX = 64 * 10**9
+BURST_MAX = 9 * 10**9
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 PROTOS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 TUNNELS = ("gtpu", "gre", "vxlan", "ipip")
@@ -242,7 +246,12 @@ class RateLimit(BaseModel):
     @field_validator("bps")
     @classmethod
     def _bps(cls, v: Any) -> Any:
-        return None if v is None else parse_rate(v)
+        if v is None:
+            return None
+        bits = parse_rate(v)
+        if bits > BPS_MAX:  # the data path's tokens: bytes * 1e9 a second in 63 bits
+            raise ValueError(f"{v!r} is above the {BPS_MAX // 10**9}Gbit a rule can be limited to")
+        return bits
 
     @field_validator("pps")
     @classmethod
@@ -254,8 +263,8 @@ class RateLimit(BaseModel):
     @field_validator("burst")
     @classmethod
     def _burst(cls, v: Any) -> Any:
-        if v is not None and not 1 <= v <= 10**10:
-            raise ValueError("burst must be positive")
+        if v is not None and not 1 <= v <= BURST_MAX:
+            raise ValueError(f"burst must be 1 to {BURST_MAX:.0e}")
         return v
 
     @model_validator(mode="after")

@@ -48,6 +48,10 @@ def test_the_documented_example_loads():
     ("rules:\n  - {name: a, action: rate_limit}\n", "rules[0]", 2),
     ("rules:\n  - {name: a, action: rate_limit, rate_limit: {bps: fast}}\n",
      "rules[0].rate_limit.bps", 2),
+    ("rules:\n  - {name: a, action: rate_limit, rate_limit: {bps: 1Tbit}}\n",
+     "rules[0].rate_limit.bps", 2),
+    ("rules:\n  - {name: a, action: rate_limit, rate_limit: {pps: 5, burst: 10000000000}}\n",
+     "rules[0].rate_limit.burst", 2),
     ("sets:\n  s: [1.2.3.4/33]\n", "sets", 2),
 ])
 def test_a_bad_field_is_named_with_its_line(bad, field, line):
