@@ -128,10 +128,11 @@ def packets(draw, policy: dict) -> list[Pkt]:
             mine = [n for n in nets if n.version == ver]
             if mine and draw(st.integers(0, 3)):
                 n = draw(st.sampled_from(mine))
-                top = int(n.broadcast_address)
-                a = draw(st.sampled_from([int(n.network_address), top, min(top + 1, 2**n.max_prefixlen - 1),
-                                          int(n.network_address) + draw(st.integers(0, n.num_addresses - 1))]))
-                ends.append(ipaddress.ip_address(a) if ver == 4 else ipaddress.IPv6Address(a))
+                low, top = int(n.network_address), int(n.broadcast_address)
+                inner = low + draw(st.integers(0, n.num_addresses - 1))
+                past = min(top + 1, 2**n.max_prefixlen - 1)
+                a = draw(st.sampled_from([low, top, past, inner]))
+                ends.append(ipaddress.IPv4Address(a) if ver == 4 else ipaddress.IPv6Address(a))
             else:
                 ends.append(draw(address(ver)))
         proto = draw(st.sampled_from(["tcp", "tcp", "udp", "icmp"]))
