@@ -17,9 +17,10 @@ CPU), the figure is the rate of sender + filter together; when received < sent, 
 overflowed (the receiver was the bottleneck), when they are equal the pair ran in lock-step
 and the sender's cost is part of every figure (the ratios then understate differences).
 
-Two more cases put the targets in context: the floor program (common.FLOOR_C: parse + the
-same LRU flow table, no policy) and the floor with a set-associative table in an array
-(the cheapest table bench_flowtable measures).
+Three more cases put the targets in context: the floor program (common.FLOOR_C: parse + the
+same LRU flow table, no policy), the floor with a set-associative table in an array (the
+cheapest table bench_flowtable measures), and the floor's parse and key with no flow table
+at all (what a path that decides drops before any flow lookup could at best reach).
 
 Each case runs --seconds per round, cases interleaved, --rounds rounds, median reported.
 Targets (issue 3): xdpgate >= 0.9x bare and >= 1.15x nftables.
@@ -147,7 +148,7 @@ def main() -> None:
     t_start = time.perf_counter()
     C.log(f"# bench_droprate: {args.flows} flows, {args.size}-byte frames, {args.seconds}s x "
           f"{args.rounds} rounds per case, kernel {os.uname().release}, {os.cpu_count()} cpus")
-    bare = flt = snd = floor = floor_sa = None
+    bare = flt = snd = floor = floor_sa = parse = None
     with C.Lab("dr") as lab:
         nftd = NftDrop(lab)
         try:
@@ -160,6 +161,7 @@ def main() -> None:
             snd = Sender(lab, args.flows, args.size)
             floor = C.floor_prog(layout.Sizes().flow_max)
             floor_sa = C.floor_prog(layout.Sizes().flow_max, "setassoc")
+            parse = C.floor_prog(layout.Sizes().flow_max, "none")
 
             def xdp_case(fd: int, drops: Callable[[], int]) -> Callable[[], tuple]:
                 """A case that attaches program `fd` on B and reads its drops with `drops`."""
@@ -175,6 +177,7 @@ def main() -> None:
             cases = {"bare": xdp_case(bare.fd, bare.drops),
                      "floor": xdp_case(floor.fd, floor.drops),
                      "floor_sa": xdp_case(floor_sa.fd, floor_sa.drops),
+                     "parse": xdp_case(parse.fd, parse.drops),
                      "xdpgate": xdp_case(flt.prog_fd, lambda: C.drops_of(flt)),
                      "nft": case_nft}
             res: dict[str, list] = {k: [] for k in cases}
@@ -213,7 +216,8 @@ def main() -> None:
             x_b, x_n = med["xdpgate"] / med["bare"], med["xdpgate"] / med["nft"]
             C.log(f"floor (parse + a flow table, no policy): {med['floor'] / med['bare']:.2f}x "
                   f"bare; xdpgate {med['xdpgate'] / med['floor']:.2f}x the floor; the floor with a "
-                  f"set-associative table (bench_flowtable) {med['floor_sa'] / med['bare']:.2f}x bare")
+                  f"set-associative table (bench_flowtable) {med['floor_sa'] / med['bare']:.2f}x bare; "
+                  f"its parse and key with no flow table {med['parse'] / med['bare']:.2f}x bare")
             C.log(f"targets: xdpgate >= 0.9x bare: {'met' if x_b >= 0.9 else 'NOT met'}; "
                   f">= 1.15x nft: {'met' if x_n >= 1.15 else 'NOT met'}")
             C.log(f"runtime {time.perf_counter() - t_start:.0f}s")
@@ -223,6 +227,7 @@ def main() -> None:
                 "floor_mpps": med["floor"] / 1e6, "floor_over_bare": med["floor"] / med["bare"],
                 "xdpgate_over_floor": med["xdpgate"] / med["floor"],
                 "floor_setassoc_over_bare": med["floor_sa"] / med["bare"],
+                "parse_only_over_bare": med["parse"] / med["bare"],
                 "sender_mpps_bare": smed["bare"] / 1e6, "sender_mpps_xdpgate": smed["xdpgate"] / 1e6,
                 "sender_mpps_nft": smed["nft"] / 1e6, "flows": args.flows, "frame_bytes": args.size,
             }))
@@ -231,7 +236,7 @@ def main() -> None:
                 nftd.remove()
             except Exception:
                 pass
-            for o in (snd, flt, bare, floor, floor_sa):
+            for o in (snd, flt, bare, floor, floor_sa, parse):
                 if o is not None:
                     o.close()
 
