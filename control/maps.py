@@ -58,7 +58,13 @@ class Map:
         try:
             yield mm
         finally:
-            mm.close()
+            try:
+                mm.close()
+            except BufferError:
+                # an exception on its way out keeps the caller's frame, and the numpy view
+                # in it, alive: the mapping goes with the view, and the exception is not
+                # hidden behind "cannot close exported pointers exist"
+                pass
 
     def words(self, start: int, count: int) -> Any:
         """Values start..start+count-1 of an mmapable array of u64, as a numpy array (a copy)."""

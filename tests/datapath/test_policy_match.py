@@ -352,6 +352,18 @@ def test_where_the_kernel_refuses_a_writable_mapping_the_ipv4_table_is_written_b
         assert outcome(dp, U(a, fr.S4)) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS), a
 
 
+def test_an_error_while_a_map_is_mapped_comes_out_as_itself(dp):
+    """A failure while a numpy view of a mapped map is alive (a test timeout fired there on
+    6.1 under QEMU) is reported as itself, not as mmap's "cannot close exported pointers"."""
+    import numpy as np
+
+    with pytest.raises(ZeroDivisionError):
+        with dp.maps["addr4"].mapped(4096) as mm:
+            view = np.frombuffer(mm, dtype=np.uint64, count=8)
+            assert view.size == 8
+            1 / 0  # noqa: B018
+
+
 def test_nested_ipv4_prefixes_of_different_sets_give_the_longest_match_its_rule(dp):
     """A /25 and a /32 inside a /24 inside a /8: each address gets the rule of the most
     specific set holding it, also where a /24 holds longer prefixes and its own class
