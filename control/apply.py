@@ -272,12 +272,6 @@ class Applier:
         st = self.banks[bank]
         return st.rule_names if st is not None else self.adopted_names.get(bank, [])
 
-    def _retire_hits(self, bank: int) -> None:
-        """Fold the per-rule and default hits of a bank about to be rewritten into the
-        totals, zero them."""
-        with self.hits_lock:
-            self._retire_hits_locked(bank)
-
     def _carry_buckets(self, bank: int, new: Wanted) -> None:
         """The per-rule token buckets of `bank` for `new`: a rule of the running policy
         with the same name and the same limit keeps its bucket as it is now (a policy
@@ -301,27 +295,30 @@ class Applier:
             vals.append(b if b is not None else layout.Bucket())
         bk.set_many(keys, vals)
 
-    def _retire_hits_locked(self, bank: int) -> None:
+    def _retire_hits(self, bank: int) -> None:
+        """Fold the per-rule and default hits of a bank about to be rewritten into the
+        totals, zero them."""
         m = self.maps["rule_hits"]
-        names = self._bank_names(bank)
-        self.adopted_names.pop(bank, None)
         rm = self.sizes.rule_max
         base = bank * (rm + 1)
         zero = (layout.Counter * m.ncpu)()
-        for slot in range(rm + 1):
-            v = m.get(ct.c_uint32(base + slot))
-            if v is None:
-                continue
-            pk, by = m.sum(v)
-            if pk or by:
-                if slot == rm:
-                    a, b = self.retired_default
-                    self.retired_default = (a + pk, b + by)
-                elif slot < len(names) and names[slot]:
-                    name = names[slot]
-                    a, b = self.retired_hits.get(name, (0, 0))
-                    self.retired_hits[name] = (a + pk, b + by)
-                m.set(ct.c_uint32(base + slot), zero)
+        with self.hits_lock:
+            names = self._bank_names(bank)
+            self.adopted_names.pop(bank, None)
+            for slot in range(rm + 1):
+                v = m.get(ct.c_uint32(base + slot))
+                if v is None:
+                    continue
+                pk, by = m.sum(v)
+                if pk or by:
+                    if slot == rm:
+                        a, b = self.retired_default
+                        self.retired_default = (a + pk, b + by)
+                    elif slot < len(names) and names[slot]:
+                        name = names[slot]
+                        a, b = self.retired_hits.get(name, (0, 0))
+                        self.retired_hits[name] = (a + pk, b + by)
+                    m.set(ct.c_uint32(base + slot), zero)
 
     def _write_bank(self, bank: int, cur: BankState, new: Wanted,
                     ) -> tuple[dict[int, int], bytes, int]:
