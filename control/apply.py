@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import addr4, addrhint, layout
+from . import addr4, addrhint, layout, observe
 from .compile import ROLES, Wanted
 from .errors import XgError
 from .maps import MapSet
@@ -508,16 +508,9 @@ class Applier:
 
     def default_hits(self) -> tuple[int, int]:
         """Packets and bytes the default decided, counted as rule_hits counts."""
-        m = self.maps["rule_hits"]
-        rm = self.sizes.rule_max
         with self.hits_lock:
-            pk, by = self.retired_default
-            for bank in (0, 1):
-                v = m.get(ct.c_uint32(bank * (rm + 1) + rm))
-                if v is not None:
-                    a, b = m.sum(v)
-                    pk, by = pk + a, by + b
-        return pk, by
+            (pk, by), (a, b) = self.retired_default, observe.default_hits(self.maps)
+        return pk + a, by + b
 
 
 def _lpm_delta(cur: BankState, new: Wanted, active: BankState | None,

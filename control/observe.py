@@ -245,6 +245,21 @@ def pinned_maps(instance: str = "default", netns: str | None = None) -> MapSet:
     return MapSet.from_pins(sizes_from_pins(dirs[-1]), dirs[-1])
 
 
+def default_hits(maps: MapSet) -> tuple[int, int]:
+    """Packets and bytes the default decided, in the cells of both banks (the bank of the
+    policy before keeps its count until it is rewritten)."""
+    import ctypes as ct
+
+    hits, rm = maps["rule_hits"], maps.sizes.rule_max
+    pk = by = 0
+    for bank in (0, 1):
+        v = hits.get(ct.c_uint32(bank * (rm + 1) + rm))
+        if v is not None:
+            p, n = hits.sum(v)
+            pk, by = pk + p, by + n
+    return pk, by
+
+
 def pinned_stats(maps: MapSet, rule_names: list[str]) -> dict[str, Any]:
     """Counters as `stats()` reports them, from pinned maps and the policy's rule names."""
     import ctypes as ct
@@ -259,12 +274,7 @@ def pinned_stats(maps: MapSet, rule_names: list[str]) -> dict[str, Any]:
         v = hits.get(ct.c_uint32(bank * (rm + 1) + slot))
         pk, by = hits.sum(v) if v is not None else (0, 0)
         rows.append({"name": name, "packets": pk, "bytes": by})
-    pk = by = 0
-    for b in (0, 1):  # the default's hits of both banks (rule slots differ between them)
-        v = hits.get(ct.c_uint32(b * (rm + 1) + rm))
-        if v is not None:
-            p, n = hits.sum(v)
-            pk, by = pk + p, by + n
+    pk, by = default_hits(maps)
     out["rules"] = rows
     out["default"] = {"packets": pk, "bytes": by}
     out.update(dims(maps))
