@@ -46,7 +46,7 @@ struct xg_flow {
 	__u32 pad;
 	/* the rest: new flows, rate limits, tunnels */
 	__u64 first_ns; /* coarse clock (ns) of the first packet */
-	__u64 tb_tokens; /* per-flow token bucket (rate_limit per: flow), tokens * 1e9; */
+	__u64 tb_tokens; /* per-flow token bucket (rate_limit per: flow), tokens * 1e9 */
 	__u64 tb_last_ns; /* with tb_tokens, read as a struct xg_bucket: keep them together */
 	__u8 outer_a[16]; /* outermost addresses of a tunnelled flow (display) */
 	__u8 outer_b[16];
