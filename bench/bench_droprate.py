@@ -22,6 +22,11 @@ same LRU flow table, no policy), the floor with a set-associative table in an ar
 cheapest table bench_flowtable measures), and the floor's parse and key with no flow table
 at all (what a path that decides drops before any flow lookup could at best reach).
 
+Where the kernel refuses live-frame test runs (EPERM), the sender is a raw AF_PACKET socket
+in A instead (PacketSender): the frames take the same way into B, but each also costs the
+socket path on the same CPU, so the ratios are nearer 1 and are not comparable with
+live-frame runs; the last line says which sender ran (live_frames=1 or 0).
+
 Each case runs --seconds per round, cases interleaved, --rounds rounds, median reported.
 Targets (issue 3): xdpgate >= 0.9x bare and >= 1.15x nftables.
 
@@ -63,7 +68,124 @@ int gen(struct xdp_md *ctx) {
 """
 
 
+# The sender where the kernel refuses live-frame test runs (seen on a host whose BPF LSM
+# answers EPERM): a raw AF_PACKET socket on A, frames handed to the driver directly
+# (PACKET_QDISC_BYPASS) 64 at a time with sendmmsg, the UDP source port rotated as the
+# XDP sender does. Its frames reach B the same way (veth_xmit, then B's NAPI on this CPU),
+# but each also costs the socket and syscall path, so every ratio is nearer 1 than with
+# live frames: figures from the two senders are not comparable.
+PACKET_SENDER_C = r"""
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define BATCH 64
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 6) {
+		fprintf(stderr, "usage: %s IFNAME SECONDS FLOWS SPORT_OFF FRAME_HEX\n", argv[0]);
+		return 2;
+	}
+	double secs = atof(argv[2]);
+	unsigned flows = atoi(argv[3]), off = atoi(argv[4]);
+	size_t len = strlen(argv[5]) / 2;
+	if (!flows || len < off + 2 || len > 2048) {
+		fprintf(stderr, "bad flows, offset or frame\n");
+		return 2;
+	}
+	unsigned char frames[BATCH][2048];
+	for (size_t i = 0; i < len; i++)
+		sscanf(argv[5] + 2 * i, "%2hhx", &frames[0][i]);
+	int fd = socket(AF_PACKET, SOCK_RAW, 0);
+	int one = 1;
+	struct sockaddr_ll sa = {.sll_family = AF_PACKET, .sll_ifindex = if_nametoindex(argv[1])};
+	if (fd < 0 || !sa.sll_ifindex ||
+	    setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one)) ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		perror("packet socket");
+		return 1;
+	}
+	struct iovec iov[BATCH];
+	struct mmsghdr msgs[BATCH];
+	memset(msgs, 0, sizeof(msgs));
+	for (int i = 0; i < BATCH; i++) {
+		memcpy(frames[i], frames[0], len);
+		iov[i].iov_base = frames[i];
+		iov[i].iov_len = len;
+		msgs[i].msg_hdr.msg_iov = &iov[i];
+		msgs[i].msg_hdr.msg_iovlen = 1;
+	}
+	unsigned long long sent = 0, port = 0;
+	double t0 = now(), t = t0;
+	while (t - t0 < secs) {
+		for (int k = 0; k < 64; k++) {
+			for (int i = 0; i < BATCH; i++) {
+				unsigned short sp = htons(10000 + (port++ % flows));
+				memcpy(frames[i] + off, &sp, 2);
+			}
+			int n = sendmmsg(fd, msgs, BATCH, 0);
+			if (n < 0) {
+				perror("sendmmsg");
+				return 1;
+			}
+			sent += n;
+		}
+		t = now();
+	}
+	printf("%llu %.6f\n", sent, t - t0);
+	return 0;
+}
+"""
+
+
+class PacketSender:
+    """--flows UDP flows from A through a raw packet socket (PACKET_SENDER_C, built with gcc
+    in a temporary folder); the same interface as Sender."""
+
+    def __init__(self, lab: C.Lab, frame: bytes, flows: int, sport_off: int) -> None:
+        import subprocess
+        import tempfile
+
+        self.lab, self.frame, self.flows, self.sport_off = lab, frame, flows, sport_off
+        self._tmp = tempfile.TemporaryDirectory(prefix="xgb-sender-")
+        src = Path(self._tmp.name) / "sender.c"
+        src.write_text(PACKET_SENDER_C)
+        self.exe = str(Path(self._tmp.name) / "sender")
+        subprocess.run(["gcc", "-O2", "-o", self.exe, str(src)], check=True)
+        self._sent = 0
+
+    def sent(self) -> int:
+        return self._sent
+
+    def blast(self, seconds: float, chunk: int) -> float:
+        out = C.sh("ip", "netns", "exec", self.lab.ns_a, self.exe, self.lab.a, str(seconds),
+                   str(self.flows), str(self.sport_off), self.frame.hex()).stdout
+        n, el = out.split()
+        self._sent += int(n)
+        return float(el)
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
 class Sender:
+    kind = "live frames"
+
     def __init__(self, lab: C.Lab, flows: int, size: int) -> None:
         from scapy.layers.inet import IP, UDP
 
@@ -72,7 +194,7 @@ class Sender:
         pad = max(0, size - 14 - 20 - 8)
         self.frame = bytes(C.eth(lab.mac_a, lab.mac_b) / IP(src=lab.addr_a, dst=lab.addr_b, ttl=64)
                            / UDP(sport=10000, dport=9, chksum=0) / (b"\0" * pad))
-        sport_off = 14 + 20
+        self.sport_off = sport_off = 14 + 20
         self.prog = C.BareProg(text=SENDER_C, fn="gen", cflags=[
             f"-DSPORT_OFF={sport_off}", "-DBASE_PORT=10000", f"-DNFLOWS={flows}",
             f"-DOUT_IFINDEX={self.ifindex}"])
@@ -159,6 +281,15 @@ def main() -> None:
             pol.config(sample_pkts=0, fail_closed=0)
             pol.apply(policy(args.rules))
             snd = Sender(lab, args.flows, args.size)
+            try:
+                snd.blast(0.01, 64)
+            except PermissionError:
+                C.log("this kernel refuses live-frame test runs (EPERM): the sender is a raw "
+                      "packet socket instead (PACKET_SENDER_C); its ratios are not comparable "
+                      "with live-frame figures")
+                frame, off = snd.frame, snd.sport_off
+                snd.close()
+                snd = PacketSender(lab, frame, args.flows, off)
             floor = C.floor_prog(layout.Sizes().flow_max)
             floor_sa = C.floor_prog(layout.Sizes().flow_max, "setassoc")
             parse = C.floor_prog(layout.Sizes().flow_max, "none")
@@ -218,8 +349,15 @@ def main() -> None:
                   f"bare; xdpgate {med['xdpgate'] / med['floor']:.2f}x the floor; the floor with a "
                   f"set-associative table (bench_flowtable) {med['floor_sa'] / med['bare']:.2f}x bare; "
                   f"its parse and key with no flow table {med['parse'] / med['bare']:.2f}x bare")
-            C.log(f"targets: xdpgate >= 0.9x bare: {'met' if x_b >= 0.9 else 'NOT met'}; "
-                  f">= 1.15x nft: {'met' if x_n >= 1.15 else 'NOT met'}")
+            if isinstance(snd, Sender):
+                C.log(f"targets: xdpgate >= 0.9x bare: {'met' if x_b >= 0.9 else 'NOT met'}; "
+                      f">= 1.15x nft: {'met' if x_n >= 1.15 else 'NOT met'}")
+            else:
+                # the socket sender's ~1.4 us a frame dominates every case, and veth copies
+                # each of its skbs into a page with XDP headroom before an XDP program on B
+                # sees it (not before nft): these figures do not judge the targets
+                C.log("targets: not judged with the packet-socket sender (its own cost, and "
+                      "veth's copy of each skb for XDP, dominate every case)")
             C.log(f"runtime {time.perf_counter() - t_start:.0f}s")
             C.log(C.kv_line({
                 "bare_mpps": med["bare"] / 1e6, "xdpgate_mpps": med["xdpgate"] / 1e6,
@@ -230,6 +368,7 @@ def main() -> None:
                 "parse_only_over_bare": med["parse"] / med["bare"],
                 "sender_mpps_bare": smed["bare"] / 1e6, "sender_mpps_xdpgate": smed["xdpgate"] / 1e6,
                 "sender_mpps_nft": smed["nft"] / 1e6, "flows": args.flows, "frame_bytes": args.size,
+                "live_frames": int(isinstance(snd, Sender)),
             }))
         finally:
             try:
