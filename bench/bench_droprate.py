@@ -184,8 +184,6 @@ class PacketSender:
 
 
 class Sender:
-    kind = "live frames"
-
     def __init__(self, lab: C.Lab, flows: int, size: int) -> None:
         from scapy.layers.inet import IP, UDP
 
