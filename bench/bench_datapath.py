@@ -66,16 +66,21 @@ def make_policy(nrules: int, set_names: list[str], set_files: dict[str, str],
     sources in and out of the sets) mostly ends at the default (allow), some of it at rules
     near the end, so the first-match search cannot stop early.
 
-    One rule: it looks up both addresses of every packet, as the many rules do (the fields a
-    policy names set the cost, not how many rules it has); with `early_exit` it names a port
-    none of the traffic uses, so evaluation ends before any address lookup."""
+    One rule: it has conditions on the fields the many rules have (protocol, the three port
+    fields, both addresses: the fields a policy names set the cost, since the data path skips
+    the others, not how many rules it has), with values every benchmark packet's protocol and
+    ports hold, so it looks up both addresses of every packet, as the many rules do; with
+    `early_exit` it names a port none of the traffic uses, so evaluation ends before any
+    address lookup."""
     sets = {n: {"file": set_files[n]} for n in set_names}
     rules = []
     if nrules == 1 and early_exit:
         rules.append({"name": "r0", "match": {"src_set": set_names, "proto": "tcp",
                                                 "dst_port": 23}, "action": "drop"})
     elif nrules == 1:
-        rules.append({"name": "r0", "match": {"src_set": set_names, "dst_set": set_names},
+        rules.append({"name": "r0", "match": {"src_set": set_names, "dst_set": set_names,
+                                                "proto": ["tcp", "udp"], "src_port": "1-65535",
+                                                "dst_port": "1-65535", "port": "1-65535"},
                       "action": "drop"})
     else:
         rnd = random.Random(7)

@@ -85,8 +85,7 @@ struct xg_scratch {
 	struct xg_flow nf;
 	struct xg_pfx4_key k4;
 	struct xg_lpm6_key k6;
-	struct xg_bits m;
-	struct xg_bits either;
+	struct xg_bits m; /* the rules still in the running (xg_eval) */
 	struct xg_expect_key ek;
 	/* a new flow's two sets and tag, parked while it is decided (see xg_decide) */
 	__u32 f_set[2];

@@ -83,18 +83,22 @@ static __always_inline __u32 xg_ctz64(__u64 x)
 	return n;
 }
 
-/* m &= (a | w); a or w may be missing (no bits). */
-static __always_inline void bits_and(struct xg_bits *m, struct xg_bits *a, struct xg_bits *w)
+/* The rules still in the running, a word per 64 slots (kept in scratch: as locals they
+ * would not fit in the stack), narrowed to a field's: m &= x | y. */
+static __always_inline void bits_and(__u64 *m, struct xg_bits *x, struct xg_bits *y)
 {
 #pragma unroll
-	for (int i = 0; i < XG_RULE_WORDS; i++) {
-		__u64 v = 0;
-		if (a)
-			v |= a->w[i];
-		if (w)
-			v |= w->w[i];
-		m->w[i] &= v;
-	}
+	for (int i = 0; i < XG_RULE_WORDS; i++)
+		m[i] &= x->w[i] | y->w[i];
+}
+
+static __always_inline __u64 bits_any(const __u64 *m)
+{
+	__u64 any = 0;
+#pragma unroll
+	for (int i = 0; i < XG_RULE_WORDS; i++)
+		any |= m[i];
+	return any;
 }
 
 static __always_inline struct xg_bits *fb(__u32 bank, __u32 idx)
@@ -178,50 +182,110 @@ static __always_inline struct xg_portbits *port_bits(__u32 bank, struct xg_pkt *
 	return portbits.lookup(&k);
 }
 
-/* First rule matching the packet in this direction, or XG_RULE_NONE. */
-static __always_inline __u32 xg_eval(struct xg_scratch *sc, __u32 bank, struct xg_flow *f)
+/* First rule matching the packet in this direction, or XG_RULE_NONE. A field no rule has
+ * a condition on (pol->fields) is not looked at: its wildcard bitmap holds every rule. A
+ * field's bitmap of a value and its wildcard bitmap are array entries that always exist
+ * (the checks are the verifier's); the tunnel id's bitmap, a hash entry, may not. */
+static __always_inline __u32 xg_eval(struct xg_scratch *sc, struct xg_policy *pol, __u32 bank,
+				     struct xg_flow *f)
 {
 	struct xg_pkt *p = &sc->p;
-	struct xg_bits *valid = fb(bank, XG_FB_WILD + XG_W_VALID);
-	if (!valid)
+	struct xg_bits *x, *y;
+	__u64 *m = sc->m.w;
+	__u32 named = pol->fields;
+#define NAMED(w) (named & (1U << XG_W_##w))
+
+	x = fb(bank, XG_FB_WILD + XG_W_VALID);
+	if (!x)
 		return XG_RULE_NONE;
-	sc->m = *valid;
-#define m (sc->m)
-#define either (sc->either)
-
-	bits_and(&m, fb(bank, XG_FB_PROTO + p->proto), fb(bank, XG_FB_WILD + XG_W_PROTO));
-
-	struct xg_portbits *sp = port_bits(bank, p, 0);
-	struct xg_portbits *dp = port_bits(bank, p, 1);
-	bits_and(&m, sp ? &sp->src : 0, fb(bank, XG_FB_WILD + XG_W_SPORT));
-	bits_and(&m, dp ? &dp->dst : 0, fb(bank, XG_FB_WILD + XG_W_DPORT));
 #pragma unroll
 	for (int i = 0; i < XG_RULE_WORDS; i++)
-		either.w[i] = (sp ? sp->any.w[i] : 0) | (dp ? dp->any.w[i] : 0);
-	bits_and(&m, &either, fb(bank, XG_FB_WILD + XG_W_APORT));
+		m[i] = x->w[i];
 
-	__u32 app = f ? f->app : 0, cat = f ? f->category : 0, call = f ? f->call : 0;
-	if (app >= XG_APP_MAX)
-		app = 0;
-	if (cat >= XG_CAT_MAX)
-		cat = 0;
-	if (call >= XG_CALL_MAX)
-		call = 0;
-	bits_and(&m, fb(bank, XG_FB_APP + app), fb(bank, XG_FB_WILD + XG_W_APP));
-	bits_and(&m, fb(bank, XG_FB_CAT + cat), fb(bank, XG_FB_WILD + XG_W_CAT));
-	bits_and(&m, fb(bank, XG_FB_CALL + call), fb(bank, XG_FB_WILD + XG_W_CALL));
-	__u32 tt = p->tun_type < XG_TUN_MAX ? p->tun_type : 0;
-	bits_and(&m, fb(bank, XG_FB_TUN + tt), fb(bank, XG_FB_WILD + XG_W_TUN));
-	struct xg_tunid_key tk = {.bank = bank, .tun_id = p->tun_id};
-	bits_and(&m, p->tun_type ? tunid.lookup(&tk) : 0, fb(bank, XG_FB_WILD + XG_W_TUNID));
+	if (NAMED(PROTO)) {
+		x = fb(bank, XG_FB_PROTO + p->proto);
+		y = fb(bank, XG_FB_WILD + XG_W_PROTO);
+		if (!x || !y)
+			return XG_RULE_NONE;
+		bits_and(m, x, y);
+	}
+	if (NAMED(SPORT) || NAMED(DPORT) || NAMED(APORT)) {
+		struct xg_portbits *sp = port_bits(bank, p, 0);
+		struct xg_portbits *dp = port_bits(bank, p, 1);
+		if (!sp || !dp)
+			return XG_RULE_NONE;
+		y = fb(bank, XG_FB_WILD + XG_W_SPORT);
+		if (!y)
+			return XG_RULE_NONE;
+		bits_and(m, &sp->src, y);
+		y = fb(bank, XG_FB_WILD + XG_W_DPORT);
+		if (!y)
+			return XG_RULE_NONE;
+		bits_and(m, &dp->dst, y);
+		y = fb(bank, XG_FB_WILD + XG_W_APORT);
+		if (!y)
+			return XG_RULE_NONE;
+#pragma unroll
+		for (int i = 0; i < XG_RULE_WORDS; i++)
+			m[i] &= sp->any.w[i] | dp->any.w[i] | y->w[i];
+	}
+	if (!bits_any(m))
+		return XG_RULE_NONE;
+
+	if (NAMED(APP) || NAMED(CAT) || NAMED(CALL)) {
+		__u32 app = f ? f->app : 0, cat = f ? f->category : 0, call = f ? f->call : 0;
+		if (app >= XG_APP_MAX)
+			app = 0;
+		if (cat >= XG_CAT_MAX)
+			cat = 0;
+		if (call >= XG_CALL_MAX)
+			call = 0;
+		x = fb(bank, XG_FB_APP + app);
+		y = fb(bank, XG_FB_WILD + XG_W_APP);
+		if (!x || !y)
+			return XG_RULE_NONE;
+		bits_and(m, x, y);
+		x = fb(bank, XG_FB_CAT + cat);
+		y = fb(bank, XG_FB_WILD + XG_W_CAT);
+		if (!x || !y)
+			return XG_RULE_NONE;
+		bits_and(m, x, y);
+		x = fb(bank, XG_FB_CALL + call);
+		y = fb(bank, XG_FB_WILD + XG_W_CALL);
+		if (!x || !y)
+			return XG_RULE_NONE;
+		bits_and(m, x, y);
+	}
+	if (NAMED(TUN)) {
+		__u32 tt = p->tun_type < XG_TUN_MAX ? p->tun_type : 0;
+		x = fb(bank, XG_FB_TUN + tt);
+		y = fb(bank, XG_FB_WILD + XG_W_TUN);
+		if (!x || !y)
+			return XG_RULE_NONE;
+		bits_and(m, x, y);
+	}
+	if (NAMED(TUNID)) {
+		y = fb(bank, XG_FB_WILD + XG_W_TUNID);
+		if (!y)
+			return XG_RULE_NONE;
+		x = 0;
+		if (p->tun_type) {
+			struct xg_tunid_key tk = {.bank = bank, .tun_id = p->tun_id};
+			x = tunid.lookup(&tk);
+		}
+		if (x) {
+			bits_and(m, x, y);
+		} else {
+#pragma unroll
+			for (int i = 0; i < XG_RULE_WORDS; i++)
+				m[i] &= y->w[i];
+		}
+	}
+#undef NAMED
 
 	/* Address lookups last, and only where a remaining rule needs one: class 0 ("in no
 	 * set") holds exactly the rules that do not look at that role. */
-	__u64 left = 0;
-#pragma unroll
-	for (int i = 0; i < XG_RULE_WORDS; i++)
-		left |= m.w[i];
-	if (!left)
+	if (!bits_any(m))
 		return XG_RULE_NONE;
 	__u32 k0 = bank * XG_ADDRCLASS_MAX;
 	struct xg_addrclass *c0 = addrclass.lookup(&k0);
@@ -230,19 +294,13 @@ static __always_inline __u32 xg_eval(struct xg_scratch *sc, __u32 bank, struct x
 	__u64 need_s = 0, need_d = 0;
 #pragma unroll
 	for (int i = 0; i < XG_RULE_WORDS; i++) {
-		need_s |= m.w[i] & (~c0->src.w[i] | ~c0->any.w[i]);
-		need_d |= m.w[i] & (~c0->dst.w[i] | ~c0->any.w[i]);
+		need_s |= m[i] & (~c0->src.w[i] | ~c0->any.w[i]);
+		need_d |= m[i] & (~c0->dst.w[i] | ~c0->any.w[i]);
 	}
 	struct xg_addrclass *sa = need_s ? addr_bits(sc, bank, p->src) : c0;
 	struct xg_addrclass *da = need_d ? addr_bits(sc, bank, p->dst) : c0;
 	if (!sa || !da)
 		return XG_RULE_NONE;
-	bits_and(&m, &sa->src, 0);
-	bits_and(&m, &da->dst, 0);
-#pragma unroll
-	for (int i = 0; i < XG_RULE_WORDS; i++)
-		either.w[i] = sa->any.w[i] | da->any.w[i];
-	bits_and(&m, &either, 0);
 	struct xg_addrclass *osa = sa, *oda = da;
 	if (p->tun_type) {
 		osa = addr_bits(sc, bank, p->osrc);
@@ -250,17 +308,17 @@ static __always_inline __u32 xg_eval(struct xg_scratch *sc, __u32 bank, struct x
 		if (!osa || !oda)
 			return XG_RULE_NONE;
 	}
-	bits_and(&m, &osa->osrc, 0);
-	bits_and(&m, &oda->odst, 0);
+#pragma unroll
+	for (int i = 0; i < XG_RULE_WORDS; i++)
+		m[i] &= sa->src.w[i] & da->dst.w[i] & (sa->any.w[i] | da->any.w[i]) &
+			osa->osrc.w[i] & oda->odst.w[i];
 
 #pragma unroll
 	for (int i = 0; i < XG_RULE_WORDS; i++) {
-		if (m.w[i])
-			return i * 64 + xg_ctz64(m.w[i]);
+		if (m[i])
+			return i * 64 + xg_ctz64(m[i]);
 	}
 	return XG_RULE_NONE;
-#undef m
-#undef either
 }
 
 /* Token bucket: 1 if the packet conforms; tokens are kept scaled by 1e9. A bucket is taken
@@ -647,7 +705,7 @@ static __always_inline int xg_decide(struct xdp_md *ctx, struct xg_stage *stp, _
 			f->pol_gen = cfg->gen;
 		}
 		if (f->action[dir & 1] == XG_ACT_NONE) {
-			__u32 s = xg_eval(sc, bank, f);
+			__u32 s = xg_eval(sc, pol, bank, f);
 			if (s >= XG_RULE_MAX)
 				s = XG_RULE_NONE;
 			__u8 a = pol->default_action;

@@ -166,7 +166,7 @@ struct xg_policy {
 	__u8 stateless;       /* 1: a new flow's drop that no label could change leaves no entry */
 	__u16 class_rule_min; /* the first rule naming app, category or call; XG_RULE_NONE if none */
 	__u32 nrules;
-	__u32 pad2;
+	__u32 fields;         /* bit 1 << XG_W_*: some rule has a condition on that field */
 };
 
 /* Run-time switches (one entry). The controller writes it whole. */

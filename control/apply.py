@@ -142,7 +142,7 @@ class Applier:
         pol = self.maps["policy"].get(ct.c_uint32(bank)) or layout.Policy()
         header = {k: getattr(pol, k) for k in ("default_action", "frag_action", "unparsed_action",
                                                 "tunnels", "flow_first", "stateless",
-                                                "class_rule_min", "nrules")}
+                                                "class_rule_min", "nrules", "fields")}
         rules = []
         for i in range(pol.nrules):
             r = self.maps["rules"].get(ct.c_uint32(bank * s.rule_max + i))

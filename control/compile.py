@@ -453,7 +453,10 @@ def compile_policy(policy: Policy, sets: dict[str, list[Prefix]], sizes: Sizes |
               "class_rule_min": next((i for i, r in enumerate(policy.rules)
                                       if r.match.app is not None or r.match.category is not None
                                       or r.match.call is not None), layout.RULE_NONE),
-              "nrules": len(rules)}
+              "nrules": len(rules),
+              # what the data path must look at: a field no rule names is skipped
+              "fields": sum(1 << w for w in (W.PROTO, W.SPORT, W.DPORT, W.APORT, W.APP, W.CAT,
+                                             W.CALL, W.TUN, W.TUNID) if wild[w] != wild[W.VALID])}
     return Wanted(header, rules, [r.name for r in policy.rules], fb, portbits, addrclass,
                   tunid, lpm, classes, plan, lpm_base, touched)
 

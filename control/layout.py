@@ -315,7 +315,7 @@ class Policy(ct.Structure):
         ("stateless", u8),
         ("class_rule_min", u16),
         ("nrules", u32),
-        ("pad2", u32),
+        ("fields", u32),
     ]
 
 

@@ -14,7 +14,7 @@ from scapy.layers.inet import IP, UDP
 from tests.datapath import frames as fr
 from tests.datapath.frames import dp, module_dp, outcome  # noqa: F401
 from tests.harness import XDP_DROP, XDP_PASS
-from xdpgate.control.layout import Reason, Verdict
+from xdpgate.control.layout import Action, Reason, Verdict
 from xdpgate.control.policy import PolicyError
 
 SETS = {
@@ -96,6 +96,41 @@ def test_each_match_field(dp, match, hits, misses):
     for f in misses:
         assert outcome(dp, f) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS), f.summary()
     assert dp.ap.rule_hits()["under-test"][0] == len(hits)
+
+
+# flows as the classifier labels them: (app, category, call kind)
+LABELS = {"pstn-call": ("rtp", "voip", 2), "app-call": ("whatsapp", "voip", 1),
+          "torrent": ("bittorrent", "p2p", 0)}
+CLASS_FIELDS = {  # story -> (match, the labelled flows it drops)
+    "app_alone_drops_that_app_only": ({"app": "whatsapp"}, {"app-call"}),
+    "category_alone_drops_both_calls": ({"category": "voip"}, {"pstn-call", "app-call"}),
+    "call_alone_tells_a_phone_call_from_an_app_call": ({"call": "pstn"}, {"pstn-call"}),
+    "call_app_drops_the_app_call_only": ({"call": "app"}, {"app-call"}),
+}
+
+
+@pytest.mark.parametrize("match,dropped", CLASS_FIELDS.values(), ids=CLASS_FIELDS.keys())
+def test_each_class_field_alone_decides_by_the_label_the_flow_was_given(dp, match, dropped):
+    """A rule that names only a class field (nothing the packet itself shows) drops the
+    flows whose label holds that value, from the packet after the label, and no others."""
+    from xdpgate.control import layout
+    from xdpgate.control.classify import taxonomy
+
+    dp.apply(one_rule(match))
+    dp.config(sample_pkts=8, fail_closed=0)
+    ports = dict(zip(LABELS, (41000, 41001, 41002)))
+    for name, (app, cat, call) in LABELS.items():
+        first = U(sport=ports[name], dport=5004, payload=b"x" * 40)
+        assert outcome(dp, first) == (XDP_PASS, Reason.DEFAULT, Verdict.PASS), "unlabelled yet"
+        (key,) = [k for k, _ in dp.flows() if fr.htons(ports[name]) in (k.port_a, k.port_b)]
+        dp.maps["mailbox"].set(key, layout.Class(app=taxonomy.app_id(app),
+                                                 category=taxonomy.category_id(cat), call=call,
+                                                 override=Action.NONE, confidence=100))
+    for name in LABELS:
+        want = ((XDP_DROP, Reason.RULE, Verdict.DROP) if name in dropped
+                else (XDP_PASS, Reason.DEFAULT, Verdict.PASS))
+        assert outcome(dp, U(sport=ports[name], dport=5004, payload=b"y" * 40)) == want, name
+    assert dp.ap.rule_hits()["under-test"][0] == len(dropped)
 
 
 ORDERED = """

@@ -26,6 +26,17 @@ def test_a_rule_without_address_conditions_is_a_wildcard_in_every_address_class(
     assert layout.FB_WILD + layout.W.PROTO not in w.fieldbits
 
 
+def test_the_data_path_is_told_which_fields_the_rules_look_at():
+    """It skips the others: their wildcard bitmaps hold every rule."""
+    W = layout.W
+    w = compiled("rules:\n  - {name: a, match: {proto: udp, dst_port: 53}, action: drop}\n"
+                 "  - {name: b, match: {category: voip}, action: allow}\n")
+    assert w.header["fields"] == (1 << W.PROTO) | (1 << W.DPORT) | (1 << W.CAT)
+    assert compiled("rules:\n  - {name: a, match: {src: 10.0.0.0/8}, action: drop}\n"
+                    ).header["fields"] == 0, "addresses are looked up by their own test"
+    assert compiled("default: drop\n").header["fields"] == 0
+
+
 def test_nested_prefixes_carry_their_ancestors_sets():
     w = compiled("sets: {big: [10.0.0.0/8], small: [10.1.0.0/16]}\nrules:\n"
                  "  - {name: a, match: {src_set: big}, action: drop}\n"
