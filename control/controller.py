@@ -31,6 +31,7 @@ log = logging.getLogger("xdpgate")
 
 AWAY_NS = 3_000_000_000  # the data path treats the controller as away after this silence
 HEARTBEAT_S = 1.0
+AGE_CAP_EVERY_S = 3600.0  # the flow table's way ages are kept from wrapping (flowtable.AGE_CAP)
 INLINE_SET_MAX = 1000  # bigger sets are kept as files in the state dir
 
 
@@ -190,6 +191,9 @@ class Controller:
         if self._standby is not None:  # not while it writes a bank: the maps close below
             self._standby.join()
             self._standby = None
+        if self._hb is not None:  # nor while it reads the flow table
+            self._hb.join()
+            self._hb = None
         if self.sampler is not None:
             self.sampler.stop()
         if not keep:
@@ -227,6 +231,7 @@ class Controller:
     def _heartbeat(self) -> None:
         # Not under self.lock: a policy load of millions of prefixes holds it for seconds,
         # longer than the data path waits (AWAY_NS) before a fail-closed link drops new flows.
+        capped_at = time.monotonic()
         while not self._hb_stop.wait(HEARTBEAT_S):
             try:
                 ap = self.applier
@@ -234,6 +239,16 @@ class Controller:
                     ap.write_config(heartbeat_ns=time.clock_gettime_ns(time.CLOCK_MONOTONIC))
             except Exception:
                 log.exception("heartbeat failed")
+            flt = self.filter
+            if flt is not None and time.monotonic() - capped_at >= AGE_CAP_EVERY_S:
+                capped_at = time.monotonic()
+                try:
+                    n = flt.maps.flowtable.cap_ages()
+                    if n:
+                        log.info("flow table: %d flows unseen for weeks set back to the oldest "
+                                 "age the table tells apart", n)
+                except Exception:
+                    log.exception("keeping the flow table's ages from wrapping failed")
 
     def _standby_loop(self) -> None:
         while True:

@@ -63,6 +63,13 @@ def live(word: int) -> bool:
     return bool(word & 1)
 
 
+# A way's seen time is 32 bits of the way clock, which wraps after 2^32 units (~52 days at
+# SEEN_SHIFT 20): a flow unseen for longer would look just seen and outlive live flows.
+# FlowTable.cap_ages() sets a way unseen for more than AGE_CAP units back to exactly AGE_CAP;
+# run more often than every 2^32 - AGE_CAP units (~26 days), no way's age ever wraps.
+AGE_CAP = 1 << 31
+
+
 class FlowTable:
     """Find, list, add and remove flows of one filter's table."""
 
@@ -159,6 +166,26 @@ class FlowTable:
             out = slots[used]  # fancy indexing: a copy, the mapping can go
             del slots
         return out
+
+    def cap_ages(self, now: int | None = None) -> int:
+        """Set the ways of flows unseen for more than AGE_CAP units back to AGE_CAP (see
+        AGE_CAP); returns how many. `now` is the way clock (seen_now() unless given). Only
+        the seen half of a word is written, as the data path writes it, and only where it
+        still holds the old time just before the write: a flow seen meanwhile, or a new flow
+        in the way, keeps its time."""
+        import numpy as np
+
+        now = seen_now() if now is None else now & 0xFFFFFFFF
+        n = self.nsets * WAYS
+        with self.sets.mapped(self.nsets * ct.sizeof(layout.FlowSet), write=True) as sm:
+            halves = np.frombuffer(sm, dtype="<u4", count=2 * n)
+            tags, seen = halves[0::2], halves[1::2]
+            old = np.flatnonzero((tags & 1).astype(bool)
+                                 & (np.uint32(now) - seen > AGE_CAP))
+            old = old[np.uint32(now) - seen[old] > AGE_CAP]  # again, just before the write
+            seen[old] = np.uint32((now - AGE_CAP) & 0xFFFFFFFF)
+            del halves, tags, seen
+        return len(old)
 
     def keys(self) -> Iterator[layout.FlowKey]:
         for k, _ in self.items():

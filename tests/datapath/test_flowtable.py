@@ -235,3 +235,36 @@ def test_listing_by_age_idle_time_and_packets_puts_the_oldest_the_most_idle_and_
     assert [round(a) for a in top("age")] == [147, 144, 141, 138, 135]
     assert [round(a) for a in top("idle")] == [49, 48, 47, 46, 45]
     assert top("packets") == [50, 49, 48, 47, 46]
+
+
+def test_a_flow_unseen_for_weeks_stays_the_oldest_however_long_it_stays_unseen(dp):
+    """A way's seen time is 32 bits of a ~1 ms clock: left alone, a flow unseen for ~52 days
+    would look just seen and outlive live flows. The controller sets ways unseen for over
+    ~26 days back to that age (hourly); swept this way, the flow never looks younger."""
+    dp.run(U(fr.C4, fr.S4, 40001, 53))
+    dp.run(U(fr.C4, fr.S4, 40002, 53))
+    ft = dp.maps.flowtable
+    (stale, _), (fresh, _) = sorted(dp.flows(), key=lambda kf: bytes(kf[0]))
+    now = flowtable.seen_now()
+
+    def word(key) -> int:
+        si, w, fs = ft._find(key)
+        return fs.way[w]
+
+    def set_seen(key, seen: int) -> None:
+        si, w, fs = ft._find(key)
+        fs.way[w] = (seen << 32) | (fs.way[w] & 0xFFFFFFFF)
+        dp.maps["flowsets"].set(ct.c_uint32(si), fs)
+
+    set_seen(stale, (now - flowtable.AGE_CAP - 1000) & 0xFFFFFFFF)
+    tags = word(stale) & 0xFFFFFFFF, word(fresh) & 0xFFFFFFFF
+    step = 1 << 30  # about 13 days between sweeps (they run hourly)
+    for k in range(6):  # 78 days: past the point where the clock wraps
+        t = (now + k * step) & 0xFFFFFFFF
+        set_seen(fresh, (t - 5) & 0xFFFFFFFF)  # the other flow's packets keep coming
+        assert ft.cap_ages(t) == 1
+        age = (t - (word(stale) >> 32)) & 0xFFFFFFFF
+        assert age == flowtable.AGE_CAP, f"after {k} sweeps the flow looks {age} units old"
+        assert word(fresh) >> 32 == (t - 5) & 0xFFFFFFFF, "a flow seen lately is left alone"
+    assert (word(stale) & 0xFFFFFFFF, word(fresh) & 0xFFFFFFFF) == tags
+    assert len(ft) == 2, "empty ways stay empty"
