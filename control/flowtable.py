@@ -94,7 +94,7 @@ class FlowTable:
                     return w
         return None
 
-    def _find(self, key: layout.FlowKey) -> tuple[int, int, layout.FlowSet] | None:
+    def find(self, key: layout.FlowKey) -> tuple[int, int, layout.FlowSet] | None:
         """(set, way, set words) of the key's entry, or None: its first set, then its
         second, as the data path looks."""
         *sis, tag = self._where(key)
@@ -106,7 +106,7 @@ class FlowTable:
         return None
 
     def get(self, key: layout.FlowKey) -> layout.Flow | None:
-        found = self._find(key)
+        found = self.find(key)
         if found is None:
             return None
         si, w, _ = found
@@ -119,7 +119,7 @@ class FlowTable:
         return f
 
     def delete(self, key: layout.FlowKey) -> bool:
-        found = self._find(key)
+        found = self.find(key)
         if found is None:
             return False
         si, w, fs = found

@@ -248,11 +248,11 @@ def test_a_flow_unseen_for_weeks_stays_the_oldest_however_long_it_stays_unseen(d
     now = flowtable.seen_now()
 
     def word(key) -> int:
-        si, w, fs = ft._find(key)
+        si, w, fs = ft.find(key)
         return fs.way[w]
 
     def set_seen(key, seen: int) -> None:
-        si, w, fs = ft._find(key)
+        si, w, fs = ft.find(key)
         fs.way[w] = (seen << 32) | (fs.way[w] & 0xFFFFFFFF)
         dp.maps["flowsets"].set(ct.c_uint32(si), fs)
 

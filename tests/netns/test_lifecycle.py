@@ -419,13 +419,13 @@ def test_a_running_controller_keeps_the_flow_tables_ages_from_wrapping(tmp_path,
         ft = c.filter.maps.flowtable
         key = layout.FlowKey(proto=17, port_a=1, port_b=2)
         ft.set_many([key], [layout.Flow()])
-        si, w, fs = ft._find(key)
+        si, w, fs = ft.find(key)
         ancient = (flowtable.seen_now() - flowtable.AGE_CAP - 100_000) & 0xFFFFFFFF
         fs.way[w] = (ancient << 32) | (fs.way[w] & 0xFFFFFFFF)
         c.filter.maps["flowsets"].set(ct.c_uint32(si), fs)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            seen = ft._find(key)[2].way[w] >> 32
+            seen = ft.find(key)[2].way[w] >> 32
             if seen != ancient:
                 break
             time.sleep(0.05)
