@@ -259,7 +259,7 @@ def test_a_flow_unseen_for_weeks_stays_the_oldest_however_long_it_stays_unseen(d
     set_seen(stale, (now - flowtable.AGE_CAP - 1000) & 0xFFFFFFFF)
     tags = word(stale) & 0xFFFFFFFF, word(fresh) & 0xFFFFFFFF
     step = 1 << 30  # about 13 days between sweeps (they run hourly)
-    for k in range(6):  # 78 days: past the point where the clock wraps
+    for k in range(6):  # unseen from 26 to 91 days: past the 52 where the clock wraps
         t = (now + k * step) & 0xFFFFFFFF
         set_seen(fresh, (t - 5) & 0xFFFFFFFF)  # the other flow's packets keep coming
         assert ft.cap_ages(t) == 1
