@@ -107,6 +107,23 @@ static __always_inline struct xg_bits *fb(__u32 bank, __u32 idx)
 	return fieldbits.lookup(&k);
 }
 
+/* m &= x | (wildcard bitmap w); -1 when the wildcard bitmap is missing (it never is). */
+static __always_inline int wild_and(__u64 *m, struct xg_bits *x, __u32 bank, __u32 w)
+{
+	struct xg_bits *y = fb(bank, XG_FB_WILD + w);
+	if (!y)
+		return -1;
+	bits_and(m, x, y);
+	return 0;
+}
+
+/* m &= (bitmap of the field value at fieldbits idx) | (the field's wildcard bitmap w). */
+static __always_inline int field_and(__u64 *m, __u32 bank, __u32 idx, __u32 w)
+{
+	struct xg_bits *x = fb(bank, idx);
+	return x ? wild_and(m, x, bank, w) : -1;
+}
+
 /* 0 when no IPv6 set prefix can hold the address: its hint bit is clear. */
 static __always_inline int hint_may(__u32 bank, __u32 slot)
 {
@@ -202,26 +219,16 @@ static __always_inline __u32 xg_eval(struct xg_scratch *sc, struct xg_policy *po
 	for (int i = 0; i < XG_RULE_WORDS; i++)
 		m[i] = x->w[i];
 
-	if (NAMED(PROTO)) {
-		x = fb(bank, XG_FB_PROTO + p->proto);
-		y = fb(bank, XG_FB_WILD + XG_W_PROTO);
-		if (!x || !y)
-			return XG_RULE_NONE;
-		bits_and(m, x, y);
-	}
+	if (NAMED(PROTO) && field_and(m, bank, XG_FB_PROTO + p->proto, XG_W_PROTO))
+		return XG_RULE_NONE;
 	if (NAMED(SPORT) || NAMED(DPORT) || NAMED(APORT)) {
 		struct xg_portbits *sp = port_bits(bank, p, 0);
 		struct xg_portbits *dp = port_bits(bank, p, 1);
 		if (!sp || !dp)
 			return XG_RULE_NONE;
-		y = fb(bank, XG_FB_WILD + XG_W_SPORT);
-		if (!y)
+		if (wild_and(m, &sp->src, bank, XG_W_SPORT) ||
+		    wild_and(m, &dp->dst, bank, XG_W_DPORT))
 			return XG_RULE_NONE;
-		bits_and(m, &sp->src, y);
-		y = fb(bank, XG_FB_WILD + XG_W_DPORT);
-		if (!y)
-			return XG_RULE_NONE;
-		bits_and(m, &dp->dst, y);
 		y = fb(bank, XG_FB_WILD + XG_W_APORT);
 		if (!y)
 			return XG_RULE_NONE;
@@ -240,30 +247,14 @@ static __always_inline __u32 xg_eval(struct xg_scratch *sc, struct xg_policy *po
 			cat = 0;
 		if (call >= XG_CALL_MAX)
 			call = 0;
-		x = fb(bank, XG_FB_APP + app);
-		y = fb(bank, XG_FB_WILD + XG_W_APP);
-		if (!x || !y)
+		if (field_and(m, bank, XG_FB_APP + app, XG_W_APP) ||
+		    field_and(m, bank, XG_FB_CAT + cat, XG_W_CAT) ||
+		    field_and(m, bank, XG_FB_CALL + call, XG_W_CALL))
 			return XG_RULE_NONE;
-		bits_and(m, x, y);
-		x = fb(bank, XG_FB_CAT + cat);
-		y = fb(bank, XG_FB_WILD + XG_W_CAT);
-		if (!x || !y)
-			return XG_RULE_NONE;
-		bits_and(m, x, y);
-		x = fb(bank, XG_FB_CALL + call);
-		y = fb(bank, XG_FB_WILD + XG_W_CALL);
-		if (!x || !y)
-			return XG_RULE_NONE;
-		bits_and(m, x, y);
 	}
-	if (NAMED(TUN)) {
-		__u32 tt = p->tun_type < XG_TUN_MAX ? p->tun_type : 0;
-		x = fb(bank, XG_FB_TUN + tt);
-		y = fb(bank, XG_FB_WILD + XG_W_TUN);
-		if (!x || !y)
-			return XG_RULE_NONE;
-		bits_and(m, x, y);
-	}
+	__u32 tt = p->tun_type < XG_TUN_MAX ? p->tun_type : 0;
+	if (NAMED(TUN) && field_and(m, bank, XG_FB_TUN + tt, XG_W_TUN))
+		return XG_RULE_NONE;
 	if (NAMED(TUNID)) {
 		y = fb(bank, XG_FB_WILD + XG_W_TUNID);
 		if (!y)
