@@ -7,7 +7,12 @@ never a skip.
 from __future__ import annotations
 
 import ctypes as ct
+import os
+import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from xdpgate.control import bpfsys, compile as comp, layout, policy as pol, sets
@@ -96,3 +101,36 @@ class DP:
 
 def u32(v: int) -> ct.c_uint32:
     return ct.c_uint32(v)
+
+
+def way_seen(maps: Any, key: layout.FlowKey) -> int:
+    """The way clock time at which the flow table last saw `key`'s flow."""
+    _, w, fs = maps.flowtable.find(key)
+    return fs.way[w] >> 32
+
+
+def set_way_seen(maps: Any, key: layout.FlowKey, seen: int) -> None:
+    """Make the flow table believe `key`'s flow was last seen at way clock time `seen`."""
+    si, w, fs = maps.flowtable.find(key)
+    fs.way[w] = (seen << 32) | (fs.way[w] & 0xFFFFFFFF)
+    maps["flowsets"].set(ct.c_uint32(si), fs)
+
+
+@contextmanager
+def idle_controller(d: Path, instance: str) -> Iterator[Any]:
+    """A started controller on no interface (its program is run by test-run), with a
+    default-allow policy, its state under `d` and a unique instance name starting with
+    `instance`; stopped, pins removed, at the end."""
+    from xdpgate.control.controller import Controller, RunConfig
+
+    assert os.geteuid() == 0, "the controller tests need root (CI runs as root)"
+    pfile = d / "policy.yaml"
+    pfile.write_text("default: allow\n")
+    c = Controller(RunConfig(policy_file=pfile, state_dir=d / "state",
+                             instance=instance + secrets.token_hex(3), classify=False))
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop(keep=False)
+

@@ -9,8 +9,6 @@ entries the edit named get the rule's verdict (root; fails, never skips)."""
 from __future__ import annotations
 
 import ipaddress
-import os
-import secrets
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.datapath import frames as fr
-from tests.harness import XDP_DROP, XDP_PASS
+from tests.harness import XDP_DROP, XDP_PASS, idle_controller
 from xdpgate.control import bpfsys
 from xdpgate.control.controller import INLINE_SET_MAX
 from xdpgate.control.policy import Rule, SetFile
@@ -35,19 +33,8 @@ EDITS = settings(max_examples=20, derandomize=True, deadline=None, database=None
 @pytest.fixture(scope="module")
 def ctl(tmp_path_factory):
     """A started controller on no interface (its program is run by test-run)."""
-    from xdpgate.control.controller import Controller, RunConfig
-
-    assert os.geteuid() == 0, "the controller tests need root (CI runs as root)"
-    d = tmp_path_factory.mktemp("setedits")
-    pfile = d / "policy.yaml"
-    pfile.write_text("default: allow\n")
-    c = Controller(RunConfig(policy_file=pfile, state_dir=d / "state",
-                             instance="se" + secrets.token_hex(3), classify=False))
-    c.start()
-    try:
+    with idle_controller(tmp_path_factory.mktemp("setedits"), "se") as c:
         yield c
-    finally:
-        c.stop(keep=False)
 
 
 # entries: IPv4 /32s and /24s in 10.64.0.0/10 and IPv6 /128s, as the API takes them

@@ -10,7 +10,7 @@ import time
 
 from tests.datapath import frames as fr
 from tests.datapath.frames import dp, module_dp  # noqa: F401
-from tests.harness import XDP_DROP, XDP_PASS
+from tests.harness import XDP_DROP, XDP_PASS, set_way_seen, way_seen
 from xdpgate.control import flowtable, layout
 from xdpgate.control.layout import Event
 
@@ -247,24 +247,19 @@ def test_a_flow_unseen_for_weeks_stays_the_oldest_however_long_it_stays_unseen(d
     (stale, _), (fresh, _) = sorted(dp.flows(), key=lambda kf: bytes(kf[0]))
     now = flowtable.seen_now()
 
-    def word(key) -> int:
-        si, w, fs = ft.find(key)
-        return fs.way[w]
+    def tag(key) -> int:
+        _, w, fs = ft.find(key)
+        return fs.way[w] & 0xFFFFFFFF
 
-    def set_seen(key, seen: int) -> None:
-        si, w, fs = ft.find(key)
-        fs.way[w] = (seen << 32) | (fs.way[w] & 0xFFFFFFFF)
-        dp.maps["flowsets"].set(ct.c_uint32(si), fs)
-
-    set_seen(stale, (now - flowtable.AGE_CAP - 1000) & 0xFFFFFFFF)
-    tags = word(stale) & 0xFFFFFFFF, word(fresh) & 0xFFFFFFFF
+    set_way_seen(dp.maps, stale, (now - flowtable.AGE_CAP - 1000) & 0xFFFFFFFF)
+    tags = tag(stale), tag(fresh)
     step = 1 << 30  # about 13 days between sweeps (they run hourly)
     for k in range(6):  # unseen from 26 to 91 days: past the 52 where the clock wraps
         t = (now + k * step) & 0xFFFFFFFF
-        set_seen(fresh, (t - 5) & 0xFFFFFFFF)  # the other flow's packets keep coming
+        set_way_seen(dp.maps, fresh, (t - 5) & 0xFFFFFFFF)  # its packets keep coming
         assert ft.cap_ages(t) == 1
-        age = (t - (word(stale) >> 32)) & 0xFFFFFFFF
+        age = (t - way_seen(dp.maps, stale)) & 0xFFFFFFFF
         assert age == flowtable.AGE_CAP, f"after {k} sweeps the flow looks {age} units old"
-        assert word(fresh) >> 32 == (t - 5) & 0xFFFFFFFF, "a flow seen lately is left alone"
-    assert (word(stale) & 0xFFFFFFFF, word(fresh) & 0xFFFFFFFF) == tags
+        assert way_seen(dp.maps, fresh) == (t - 5) & 0xFFFFFFFF, "a flow seen lately is left alone"
+    assert (tag(stale), tag(fresh)) == tags
     assert len(ft) == 2, "empty ways stay empty"

@@ -402,34 +402,19 @@ def test_a_lab_left_by_a_killed_run_goes_with_its_pins_when_the_next_lab_is_made
 def test_a_running_controller_keeps_the_flow_tables_ages_from_wrapping(tmp_path, monkeypatch):
     """Hourly, the controller sets ways unseen for weeks back to the oldest age the table
     tells apart (control/flowtable.py, AGE_CAP); here its hour is made a heartbeat."""
-    import ctypes as ct
-    import secrets
-
+    from tests.harness import idle_controller, set_way_seen, way_seen
     from xdpgate.control import controller as ctlmod, flowtable, layout
-    from xdpgate.control.controller import Controller, RunConfig
 
     monkeypatch.setattr(ctlmod, "HEARTBEAT_S", 0.05)
     monkeypatch.setattr(ctlmod, "AGE_CAP_EVERY_S", 0.0)
-    pfile = tmp_path / "policy.yaml"
-    pfile.write_text("default: allow\n")
-    c = Controller(RunConfig(policy_file=pfile, state_dir=tmp_path / "state",
-                             instance="ag" + secrets.token_hex(3), classify=False))
-    c.start()
-    try:
-        ft = c.filter.maps.flowtable
+    with idle_controller(tmp_path, "ag") as c:
+        maps = c.filter.maps
         key = layout.FlowKey(proto=17, port_a=1, port_b=2)
-        ft.set_many([key], [layout.Flow()])
-        si, w, fs = ft.find(key)
+        maps.flowtable.set_many([key], [layout.Flow()])
         ancient = (flowtable.seen_now() - flowtable.AGE_CAP - 100_000) & 0xFFFFFFFF
-        fs.way[w] = (ancient << 32) | (fs.way[w] & 0xFFFFFFFF)
-        c.filter.maps["flowsets"].set(ct.c_uint32(si), fs)
+        set_way_seen(maps, key, ancient)
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            seen = ft.find(key)[2].way[w] >> 32
-            if seen != ancient:
-                break
+        while (seen := way_seen(maps, key)) == ancient and time.monotonic() < deadline:
             time.sleep(0.05)
         age = (flowtable.seen_now() - seen) & 0xFFFFFFFF
         assert flowtable.AGE_CAP <= age < flowtable.AGE_CAP + 100_000, age
-    finally:
-        c.stop(keep=False)
