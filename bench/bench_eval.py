@@ -68,10 +68,13 @@ def main() -> None:
             if args.wide:
                 policies["wide_"] = {**wide, "flow_verdicts": "rules", "stateless_drops": True}
             res: dict[str, list[int]] = {"bare": []}
+            applied = None
             for _ in range(args.rounds):
                 res["bare"].append(C.test_run_ns(bare.fd, frames["passing"], args.repeat)[1])
                 for tag, p in policies.items():
-                    pol.apply(p)
+                    if p is not applied:  # alternating with --wide, else once
+                        pol.apply(p)
+                        applied = p
                     for name, fr in frames.items():
                         if tag and name != "rules_drop":
                             continue
